@@ -1,0 +1,208 @@
+//! The command line: clap definitions and one file per command.
+//!
+//! Every option also reads an environment variable (`JOBSLOT_PROJECT`,
+//! `JOBSLOT_DATABASE`, `JOBSLOT_SLOTS`, …). Output is a table for people and
+//! JSON with `--json`; errors go to stderr as one sentence.
+
+mod enqueue;
+mod init;
+mod output;
+mod prune_cmd;
+mod run;
+mod schema_cmd;
+mod tasks;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::store::Store;
+
+/// jobslot: a process-per-task job scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "jobslot", version, about)]
+pub struct Cli {
+    /// Project directory (holds jobs/, schema/ and .jobslot/).
+    #[arg(long, global = true, env = "JOBSLOT_PROJECT", default_value = ".")]
+    pub project: PathBuf,
+    /// Database URL; default sqlite://<project>/.jobslot/jobslot.db.
+    #[arg(long, global = true, env = "JOBSLOT_DATABASE")]
+    pub database: Option<String>,
+    /// Log storage settings.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true, env = "JOBSLOT_JSON", action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where task logs are stored (S3 or any S3-compatible server). Credentials
+/// come from `JOBSLOT_S3_ACCESS_KEY_ID`/`JOBSLOT_S3_SECRET_ACCESS_KEY` or the
+/// standard AWS chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles); they are
+/// never flags, so they never show in a process list.
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Bucket for task logs; without one, logs stay in .jobslot/logs/.
+    #[arg(long, global = true, env = "JOBSLOT_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix of task logs.
+    #[arg(
+        long,
+        global = true,
+        env = "JOBSLOT_S3_PREFIX",
+        default_value = "logs/"
+    )]
+    pub s3_prefix: String,
+    /// Endpoint URL of an S3-compatible server (e.g. http://127.0.0.1:9000).
+    #[arg(long, global = true, env = "JOBSLOT_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Region (default: AWS_REGION, the profile's, or us-east-1).
+    #[arg(long, global = true, env = "JOBSLOT_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), as MinIO and most
+    /// S3-compatible servers want.
+    #[arg(long, global = true, env = "JOBSLOT_S3_PATH_STYLE", action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_path_style: bool,
+    /// Logs at least this large go up as multipart uploads (K, M, G suffixes).
+    #[arg(long, global = true, env = "JOBSLOT_S3_MULTIPART_THRESHOLD", default_value = "8M",
+        value_parser = run::parse_size)]
+    pub s3_multipart_threshold: u64,
+}
+
+impl StorageArgs {
+    /// The storage settings, credentials read from the environment.
+    pub fn config(&self) -> crate::logs::StorageConfig {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        crate::logs::StorageConfig {
+            bucket: self.s3_bucket.clone().filter(|b| !b.is_empty()),
+            prefix: self.s3_prefix.clone(),
+            endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
+            region: self.s3_region.clone().filter(|r| !r.is_empty()),
+            path_style: self.s3_path_style,
+            access_key_id: env("JOBSLOT_S3_ACCESS_KEY_ID"),
+            secret_access_key: env("JOBSLOT_S3_SECRET_ACCESS_KEY"),
+            multipart_threshold: self.s3_multipart_threshold,
+            part_size: self.s3_multipart_threshold.max(5 << 20),
+        }
+    }
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create jobs/, schema/ and an example job and schedule.
+    Init(init::InitArgs),
+    /// Run one scheduler instance in the foreground until SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Add a task and print its id.
+    Enqueue(enqueue::EnqueueArgs),
+    /// List tasks, newest first.
+    Tasks(tasks::TasksArgs),
+    /// Show one task in full (an unambiguous id prefix is enough).
+    Show(tasks::IdArg),
+    /// Print a task's log.
+    Logs(tasks::LogsArgs),
+    /// Cancel a pending task, or stop a running one.
+    Cancel(tasks::IdArg),
+    /// Delete finished tasks and their logs (local and stored).
+    Prune(prune_cmd::PruneArgs),
+    /// Create or upgrade the database tables (also done by every command).
+    Migrate,
+    /// Validate or apply schema/ and jobs/.
+    Schema {
+        /// check or apply.
+        #[command(subcommand)]
+        action: schema_cmd::SchemaAction,
+    },
+}
+
+/// Resolved global settings.
+pub struct Ctx {
+    /// Absolute project directory.
+    pub project: PathBuf,
+    /// Database URL.
+    pub database: String,
+    /// JSON output.
+    pub json: bool,
+    /// Log storage settings.
+    pub storage: crate::logs::StorageConfig,
+}
+
+impl Ctx {
+    fn new(cli: &Cli) -> Result<Self> {
+        let project = absolute(&cli.project)?;
+        let database = cli.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                project.join(".jobslot").join("jobslot.db").display()
+            )
+        });
+        Ok(Self {
+            project,
+            database,
+            json: cli.json,
+            storage: cli.storage.config(),
+        })
+    }
+
+    /// Opens the store.
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        crate::store::open(&self.database)
+            .await
+            .with_context(|| format!("cannot open the database {}", self.database))
+    }
+
+    /// The storage client: for uploads only with a bucket; for reading and
+    /// deleting stored logs, whatever is configured.
+    pub async fn storage(&self) -> std::sync::Arc<crate::logs::Storage> {
+        std::sync::Arc::new(crate::logs::Storage::new(self.storage.clone()).await)
+    }
+
+    /// Where task logs are written.
+    pub fn log_dir(&self) -> PathBuf {
+        self.project.join(".jobslot").join("logs")
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(p)
+    };
+    Ok(std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let ctx = Ctx::new(&cli)?;
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a).await,
+        Command::Enqueue(a) => enqueue::run(&ctx, a).await,
+        Command::Tasks(a) => tasks::list(&ctx, a).await,
+        Command::Show(a) => tasks::show(&ctx, a).await,
+        Command::Logs(a) => tasks::logs(&ctx, a).await,
+        Command::Cancel(a) => tasks::cancel(&ctx, a).await,
+        Command::Prune(a) => prune_cmd::run(&ctx, a).await,
+        Command::Migrate => {
+            let store = ctx.store().await?;
+            let version = store.migrate().await?;
+            if ctx.json {
+                output::print_json(&serde_json::json!({ "version": version }));
+            } else {
+                println!("database at migration version {version}");
+            }
+            Ok(0)
+        }
+        Command::Schema { action } => schema_cmd::run(&ctx, action).await,
+    }
+}

@@ -1,0 +1,181 @@
+//! `jobslot run`: one scheduler instance in the foreground.
+
+use super::Ctx;
+use crate::model::parse_duration;
+use crate::scheduler::{InstanceConfig, StopRequest, run_instance};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Options of `jobslot run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Slot count (default: the number of CPUs).
+    #[arg(long, env = "JOBSLOT_SLOTS")]
+    pub slots: Option<u32>,
+    /// Serve only these queues (comma-separated); default all.
+    #[arg(long, env = "JOBSLOT_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Instance name (default HOST-PID).
+    #[arg(long, env = "JOBSLOT_NAME")]
+    pub name: Option<String>,
+    /// Time past a task's deadline before another instance fails it as orphaned.
+    #[arg(long, env = "JOBSLOT_ORPHAN_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub orphan_grace: Duration,
+    /// How long running tasks may finish after SIGINT/SIGTERM.
+    #[arg(long, env = "JOBSLOT_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Fallback poll interval (work is normally noticed at once).
+    #[arg(long, env = "JOBSLOT_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Heartbeat interval.
+    #[arg(long, env = "JOBSLOT_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// First delay before retrying a failed log upload.
+    #[arg(long, env = "JOBSLOT_UPLOAD_RETRY_INITIAL", default_value = "500ms", value_parser = parse_duration)]
+    pub upload_retry_initial: Duration,
+    /// Largest delay between retries of a failed log upload.
+    #[arg(long, env = "JOBSLOT_UPLOAD_RETRY_MAX", default_value = "1m", value_parser = parse_duration)]
+    pub upload_retry_max: Duration,
+    /// Delete finished tasks and their logs once they are older than this.
+    #[arg(long, env = "JOBSLOT_PRUNE_AFTER", value_parser = parse_duration)]
+    pub prune_after: Option<Duration>,
+    /// Per-task log cap, in bytes (suffixes K, M, G: 100M).
+    #[arg(long, env = "JOBSLOT_LOG_CAP", default_value = "100M", value_parser = parse_size)]
+    pub log_cap: u64,
+}
+
+/// Parses `1048576`, `64K`, `100M`, `1G` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches(['i']);
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("invalid size {s:?} (write e.g. 1048576, 64K, 100M or 1G)"))
+}
+
+/// Runs the instance until a signal.
+pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
+    let _guard = init_tracing(ctx)?;
+    let schema = match crate::schema::load(&ctx.project) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!("the schema has errors; fix them and start again (jobslot schema check)");
+        }
+    };
+    for w in &schema.warnings {
+        tracing::warn!("{w}");
+    }
+    let slots = a.slots.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    });
+    if slots == 0 {
+        anyhow::bail!("--slots must be at least 1");
+    }
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let config = InstanceConfig {
+        project: ctx.project.clone(),
+        database_url: ctx.database.clone(),
+        name: a
+            .name
+            .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+        slots,
+        queues: a.queues.into_iter().filter(|q| !q.is_empty()).collect(),
+        orphan_grace: a.orphan_grace,
+        shutdown_timeout: a.shutdown_timeout,
+        poll_interval: a.poll_interval.max(Duration::from_millis(1)),
+        heartbeat_interval: a.heartbeat_interval.max(Duration::from_millis(10)),
+        log_cap: a.log_cap,
+        log_dir: ctx.log_dir(),
+        storage: match ctx.storage.bucket {
+            Some(_) => Some(ctx.storage().await),
+            None => None,
+        },
+        upload_backoff: crate::scheduler::uploads::Backoff {
+            initial: a.upload_retry_initial.max(Duration::from_millis(1)),
+            max: a.upload_retry_max.max(a.upload_retry_initial),
+        },
+        prune_after: a.prune_after.filter(|d| !d.is_zero()),
+    };
+    match &config.storage {
+        Some(s) => tracing::info!(storage = ?s.config(), "task logs are uploaded to storage"),
+        None => tracing::info!(
+            "no JOBSLOT_S3_BUCKET: task logs stay in {}",
+            config.log_dir.display()
+        ),
+    }
+    let store = ctx.store().await?;
+    let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+            let req = if first {
+                StopRequest::Graceful
+            } else {
+                StopRequest::Immediate
+            };
+            if first {
+                tracing::info!(
+                    "signal received: finishing running tasks (send again to stop them now)"
+                );
+            } else {
+                tracing::warn!("second signal: stopping running tasks now");
+            }
+            first = false;
+            if stop_tx.send(req).is_err() {
+                return;
+            }
+        }
+    });
+    run_instance(store, config, schema, stop_rx).await?;
+    Ok(0)
+}
+
+/// Scheduler log: stderr and a daily file in `.jobslot/`.
+fn init_tracing(ctx: &Ctx) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::prelude::*;
+    let dir = ctx.project.join(".jobslot");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = tracing_appender::rolling::daily(&dir, "jobslot.log");
+    let (file, guard) = tracing_appender::non_blocking(file);
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("JOBSLOT_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file)
+                .with_filter(filter()),
+        )
+        .try_init();
+    Ok(guard)
+}

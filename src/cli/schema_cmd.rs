@@ -1,0 +1,80 @@
+//! `jobslot schema check` and `jobslot schema apply`.
+
+use super::{Ctx, output};
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+/// Schema actions.
+#[derive(Debug, Subcommand)]
+pub enum SchemaAction {
+    /// Validate schema/ and jobs/ and print what they define.
+    Check,
+    /// Validate, then apply schedules and job settings to the database.
+    Apply,
+}
+
+/// Runs a schema action.
+pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
+    let schema = match crate::schema::load(&ctx.project) {
+        Ok(s) => s,
+        Err(errors) => {
+            if ctx.json {
+                let list: Vec<_> = errors
+                    .0
+                    .iter()
+                    .map(|e| json!({"file": e.file, "line": e.line, "key": e.key, "message": e.message, "error": e.to_string()}))
+                    .collect();
+                output::print_json(&json!({"ok": false, "errors": list}));
+            } else {
+                eprintln!("{errors}");
+            }
+            return Ok(1);
+        }
+    };
+    for w in &schema.warnings {
+        eprintln!("warning: {w}");
+    }
+    let summary = json!({
+        "ok": true,
+        "jobs": schema.jobs.keys().collect::<Vec<_>>(),
+        "schedules": schema.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        "warnings": schema.warnings,
+    });
+    match action {
+        SchemaAction::Check => {
+            if ctx.json {
+                output::print_json(&summary);
+            } else {
+                println!(
+                    "schema OK: {} jobs, {} schedules",
+                    schema.jobs.len(),
+                    schema.schedules.len()
+                );
+            }
+        }
+        SchemaAction::Apply => {
+            let store = ctx.store().await?;
+            let report =
+                crate::scheduler::apply_schema(store.as_ref(), &schema.jobs, &schema.schedules)
+                    .await?;
+            if ctx.json {
+                let mut v = summary;
+                v["created"] = json!(report.created);
+                v["updated"] = json!(report.updated);
+                v["removed"] = json!(report.removed);
+                v["unchanged"] = json!(report.unchanged);
+                output::print_json(&v);
+            } else {
+                println!(
+                    "schema applied: {} created, {} updated, {} removed, {} unchanged",
+                    report.created.len(),
+                    report.updated.len(),
+                    report.removed.len(),
+                    report.unchanged.len()
+                );
+            }
+        }
+    }
+    Ok(0)
+}

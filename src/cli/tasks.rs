@@ -1,0 +1,239 @@
+//! `jobslot tasks`, `show`, `logs` and `cancel`.
+
+use super::{Ctx, output};
+use crate::model::{Task, TaskStatus};
+use crate::store::{CancelOutcome, Store, TaskListParams};
+use anyhow::{Result, bail};
+use clap::Args;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Options of `jobslot tasks`.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks in this status.
+    #[arg(long)]
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this job.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only tasks in this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only occurrences of this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// A task id (or an unambiguous prefix).
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The task id or an unambiguous prefix of it.
+    pub id: String,
+}
+
+/// Options of `jobslot logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The task id or an unambiguous prefix of it.
+    pub id: String,
+    /// Keep printing while the task runs; end when it ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// Finds a task by id or unambiguous prefix.
+pub async fn find(store: &dyn Store, s: &str) -> Result<Task> {
+    if let Ok(id) = Uuid::parse_str(s) {
+        if let Some(t) = store.task_get(id).await? {
+            return Ok(t);
+        }
+        bail!("no task {s}");
+    }
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("{s:?} is not a task id (ids look like 0190c3e4-8f1a-7b2c-9d3e-4f5a6b7c8d9e)");
+    }
+    let mut found = store.task_find_prefix(s, 2).await?;
+    match found.len() {
+        0 => bail!("no task id starts with {s}"),
+        1 => Ok(found.remove(0)),
+        _ => bail!("the id prefix {s} is ambiguous; give more characters"),
+    }
+}
+
+/// `jobslot tasks`.
+pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
+    let store = ctx.store().await?;
+    let tasks = store
+        .task_list(TaskListParams {
+            status: a.status,
+            job: a.job,
+            queue: a.queue,
+            schedule: a.schedule,
+            limit: a.limit,
+        })
+        .await?;
+    if ctx.json {
+        output::print_json(&serde_json::Value::Array(
+            tasks.iter().map(Task::to_json).collect(),
+        ));
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.job.clone(),
+                t.status.to_string(),
+                t.queue.clone(),
+                match (t.start_at, t.after) {
+                    (Some(due), _) => output::short_time(Some(due)),
+                    (None, Some(after)) => format!("after {}", &after.to_string()[..13]),
+                    (None, None) => "-".to_string(),
+                },
+                output::short_time(t.ended_at),
+                t.instance.clone().unwrap_or_else(|| "-".into()),
+                t.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "ID", "JOB", "STATUS", "QUEUE", "DUE", "ENDED", "INSTANCE", "REASON",
+        ],
+        &rows,
+    );
+    Ok(0)
+}
+
+/// `jobslot show`.
+pub async fn show(ctx: &Ctx, a: IdArg) -> Result<i32> {
+    let store = ctx.store().await?;
+    let t = find(store.as_ref(), &a.id).await?;
+    if ctx.json {
+        output::print_json(&t.to_json());
+    } else {
+        output::print_task(&t);
+    }
+    Ok(0)
+}
+
+/// `jobslot cancel`.
+pub async fn cancel(ctx: &Ctx, a: IdArg) -> Result<i32> {
+    let store = ctx.store().await?;
+    let t = find(store.as_ref(), &a.id).await?;
+    let outcome = store.task_cancel(t.id, chrono::Utc::now()).await?;
+    let after = store.task_get(t.id).await?.unwrap_or(t);
+    if ctx.json {
+        let mut v = after.to_json();
+        v["cancel"] = serde_json::json!(match &outcome {
+            CancelOutcome::Canceled => "canceled",
+            CancelOutcome::StopRequested => "stop-requested",
+            CancelOutcome::AlreadyEnded(_) => "already-ended",
+            CancelOutcome::NotFound => "not-found",
+        });
+        output::print_json(&v);
+    }
+    match outcome {
+        CancelOutcome::Canceled => {
+            if !ctx.json {
+                println!("{} canceled", after.id);
+            }
+            Ok(0)
+        }
+        CancelOutcome::StopRequested => {
+            if !ctx.json {
+                println!("{} is running: its instance will stop it", after.id);
+            }
+            Ok(0)
+        }
+        CancelOutcome::AlreadyEnded(s) => {
+            eprintln!("task {} already ended ({s}); nothing to cancel", after.id);
+            Ok(1)
+        }
+        CancelOutcome::NotFound => bail!("no task {}", a.id),
+    }
+}
+
+/// `jobslot logs`: from the local file while it is there, else from storage;
+/// `--follow` keeps reading until the task has ended and its log is complete
+/// (switching to storage if the file is uploaded meanwhile).
+pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
+    let store = ctx.store().await?;
+    let first = find(store.as_ref(), &a.id).await?;
+    let default_path = ctx.log_dir().join(format!("{}.log", first.id));
+    let mut storage: Option<std::sync::Arc<crate::logs::Storage>> = None;
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    let mut task = first;
+    loop {
+        let ended = !a.follow || task.status.is_terminal() || task.status == TaskStatus::Waiting;
+        let location = task.log.clone();
+        let chunk = match location.as_deref() {
+            Some(url) if crate::logs::parse_s3_url(url).is_some() => {
+                if storage.is_none() {
+                    storage = Some(ctx.storage().await);
+                }
+                match &storage {
+                    Some(s) => Some(s.read(url, offset).await?),
+                    None => None,
+                }
+            }
+            local => {
+                let path = local
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| default_path.clone());
+                match std::fs::File::open(&path) {
+                    Ok(mut f) => {
+                        f.seek(SeekFrom::Start(offset))?;
+                        let mut buf = Vec::new();
+                        f.read_to_end(&mut buf)?;
+                        Some(buf)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => bail!("cannot read {}: {e}", path.display()),
+                }
+            }
+        };
+        match chunk {
+            Some(buf) => {
+                offset += buf.len() as u64;
+                out.write_all(&buf)?;
+                out.flush()?;
+            }
+            None => {
+                // Not there: uploaded meanwhile, not started, or really gone.
+                let now = store.task_get(task.id).await?;
+                if now.as_ref().is_some_and(|n| n.log != task.log) {
+                    task = now.unwrap_or(task);
+                    continue;
+                }
+                if ended {
+                    if task.started_at.is_none() {
+                        eprintln!("task {} never started; it has no log", task.id);
+                        return Ok(0);
+                    }
+                    if offset == 0 {
+                        bail!(
+                            "the log of task {} is not at {}",
+                            task.id,
+                            location.unwrap_or_else(|| default_path.display().to_string())
+                        );
+                    }
+                }
+            }
+        }
+        if ended {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(t) = store.task_get(task.id).await? {
+            task = t;
+        }
+    }
+}

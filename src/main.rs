@@ -1,0 +1,27 @@
+//! The `jobslot` binary: parse the command line, run, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = jobslot::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match jobslot::cli::run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}

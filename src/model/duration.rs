@@ -1,0 +1,142 @@
+//! Human durations as written in schema files and on the command line:
+//! `500ms`, `30s`, `10m`, `1h`, `2d`, or combined (`1h30m`).
+
+use std::time::Duration;
+
+/// A duration that could not be parsed, with the text that was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {why} (write e.g. 500ms, 30s, 10m, 1h, 2d or 1h30m)")]
+pub struct DurationError {
+    /// What the user wrote.
+    pub input: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h`, `2d`, `1h30m`, `1m30s500ms`.
+///
+/// ```
+/// use std::time::Duration;
+/// use jobslot::model::parse_duration;
+///
+/// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+/// assert!(parse_duration("10 minutes").is_err());
+/// ```
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let err = |why| DurationError {
+        input: input.to_string(),
+        why,
+    };
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(err("it is empty"));
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut total: u128 = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return Err(err("expected a number"));
+        }
+        let n: u128 = s[start..i]
+            .parse()
+            .map_err(|_| err("the number is too large"))?;
+        let ustart = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit_ms: u128 = match &s[ustart..i] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(err("a unit is missing")),
+            _ => return Err(err("unknown unit")),
+        };
+        total = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| err("the duration is too large"))?;
+    }
+    let ms = u64::try_from(total).map_err(|_| err("the duration is too large"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it (`1h30m`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{}", ms / size, unit));
+            ms %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_unit_and_combinations() {
+        assert_eq!(
+            parse_duration("500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("2d").ok(),
+            Some(Duration::from_secs(172_800))
+        );
+        assert_eq!(
+            parse_duration("1h30m").ok(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("1m30s500ms").ok(),
+            Some(Duration::from_millis(90_500))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_durations_naming_the_input() {
+        for bad in [
+            "",
+            "10",
+            "ten",
+            "10x",
+            "m5",
+            "1h-5m",
+            "99999999999999999999999d",
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for s in ["1h30m", "250ms", "2d", "1m30s500ms"] {
+            let d = parse_duration(s).expect("valid");
+            assert_eq!(format_duration(d), s);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure domain types, no I/O: task states and outcomes, jobs, schedules,
+//! durations, cron expressions and next-occurrence arithmetic.
+
+pub mod cron;
+pub mod duration;
+pub mod job;
+pub mod schedule;
+pub mod status;
+pub mod task;
+
+pub use self::cron::{CronError, CronExpr};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use job::{Job, RetryPolicy, is_valid_name};
+pub use schedule::{Recurrence, Schedule};
+pub use status::{Outcome, TaskStatus};
+pub use task::{Task, fmt_time};

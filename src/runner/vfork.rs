@@ -1,0 +1,198 @@
+//! Starting a child with `clone(CLONE_VM | CLONE_VFORK)`, the way `posix_spawn`
+//! does, plus the one thing `posix_spawn` cannot do: arm `PR_SET_PDEATHSIG`.
+//!
+//! A plain `fork` of a multi-threaded scheduler copies its page tables and
+//! write-protects its memory, which costs every thread TLB shootdowns and stalls
+//! page faults on the address-space lock; at hundreds of spawns a second that
+//! dominated the scheduler's CPU time. The vfork-style child shares the parent's
+//! memory until it calls `execve`, so it must only make async-signal-safe system
+//! calls on data prepared beforehand: everything it touches is built here, in
+//! the parent, before the clone.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use super::SpawnSpec;
+
+/// Everything the child needs, as raw pointers into memory the parent keeps
+/// alive (and does not touch) until the child has exec'd or exited.
+struct ChildArgs {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    stdin: libc::c_int,
+    output: libc::c_int,
+    parent: libc::pid_t,
+    /// Set by the child to the errno of the step that failed.
+    error: libc::c_int,
+}
+
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The child side: runs on its own stack in the parent's memory. Only system
+/// calls; no allocation, no locks.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the ChildArgs the parent keeps alive while it is
+    // suspended by CLONE_VFORK. Every call below is an async-signal-safe system
+    // call wrapper; failures record errno and `_exit`.
+    unsafe {
+        let a = &mut *(arg as *mut ChildArgs);
+        let fail = |a: &mut ChildArgs| -> ! {
+            a.error = *libc::__errno_location();
+            if a.error == 0 {
+                a.error = libc::EINVAL;
+            }
+            libc::_exit(127)
+        };
+        // Handlers installed by the parent must not run in this child: reset
+        // every caught signal to its default, and SIGPIPE (ignored by Rust) too.
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                && old.sa_sigaction != libc::SIG_DFL
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(a);
+        }
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(a);
+        }
+        // The scheduler may have died before the death signal was armed.
+        if libc::getppid() != a.parent {
+            libc::_exit(1);
+        }
+        if libc::dup2(a.stdin, 0) < 0 || libc::dup2(a.output, 1) < 0 || libc::dup2(a.output, 2) < 0
+        {
+            fail(a);
+        }
+        if libc::chdir(a.cwd) != 0 {
+            fail(a);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(a.path, a.argv, a.envp);
+        fail(a)
+    }
+}
+
+fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
+}
+
+/// The child's environment: ours, minus `env_remove`, plus `env`.
+fn environment(spec: &SpawnSpec) -> io::Result<Vec<CString>> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            !spec
+                .env_remove
+                .iter()
+                .any(|r| OsStr::new(r) == k.as_os_str())
+                && !spec.env.iter().any(|(a, _)| OsStr::new(a) == k.as_os_str())
+        })
+        .collect();
+    vars.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+    vars.into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            cstring(&kv, "an environment variable")
+        })
+        .collect()
+}
+
+/// Starts `spec.program` as the leader of a new process group, with `stdin`
+/// and `output` (stdout and stderr), and returns its pid. Exec errors (a
+/// missing file, no execute permission, a bad interpreter) are returned here.
+pub(super) fn spawn(spec: &SpawnSpec, stdin: &OwnedFd, output: &OwnedFd) -> io::Result<i32> {
+    // The child dup2()s these onto 0, 1 and 2: keep them clear of those numbers
+    // (possible when the scheduler itself runs with a standard stream closed).
+    let stdin = above_stdio(stdin)?;
+    let output = above_stdio(output)?;
+    let path = cstring(spec.program.as_os_str().as_bytes(), "the program path")?;
+    let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "the working directory")?;
+    let env = environment(spec)?;
+    let argv: [*const libc::c_char; 2] = [path.as_ptr(), std::ptr::null()];
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let mut args = ChildArgs {
+        path: path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd.as_ptr(),
+        stdin: stdin.as_raw_fd(),
+        output: output.as_raw_fd(),
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        error: 0,
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack grows down on x86_64 and aarch64: pass its (aligned)
+    // top. All signals are blocked around the clone so no handler runs on the
+    // child's stack before it resets them; CLONE_VFORK suspends this thread
+    // until the child has exec'd or exited, so `args`, `stack` and every
+    // pointer in them stay valid and unaliased for the child's whole life.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = (top as usize & !15) as *mut libc::c_void;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_main,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut args as *mut ChildArgs as *mut libc::c_void,
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+    if args.error != 0 {
+        super::sys::reap(pid);
+        return Err(io::Error::from_raw_os_error(args.error));
+    }
+    Ok(pid)
+}
+
+/// `fd` itself, or a close-on-exec duplicate numbered 3 or above.
+fn above_stdio(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that we then own.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}

@@ -1,0 +1,232 @@
+//! The dispatcher: claims due tasks while slots are free, fails orphaned tasks
+//! of other instances, and forwards cancel requests to running tasks. It sleeps
+//! until the next due time or orphan deadline, or until woken.
+
+use super::{Shared, supervise};
+use crate::model::{Job, Recurrence, Schedule, Task};
+use crate::store::{
+    AfterLink, ApplyReport, JobSettings, NewTask, OrphanParams, ScheduleApplyParams, ScheduleSpec,
+    Store, StoreResult, TaskClaimParams, TaskRescheduleParams,
+};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Applies the schema's schedules and job settings to the store.
+pub async fn apply_schema(
+    store: &dyn Store,
+    jobs: &BTreeMap<String, Job>,
+    schedules: &[Schedule],
+) -> StoreResult<ApplyReport> {
+    let now = Utc::now();
+    let specs = schedules
+        .iter()
+        .filter_map(|s| {
+            let job = jobs.get(&s.job)?;
+            let (due_at, after) = match &s.recurrence {
+                Recurrence::After { schedule } => (now, AfterLink::Schedule(schedule.clone())),
+                r => (r.first_due(now)?, AfterLink::None),
+            };
+            Some(ScheduleSpec {
+                name: s.name.clone(),
+                job: s.job.clone(),
+                recurrence: s.recurrence.to_json(),
+                args: s.args.clone(),
+                first: NewTask {
+                    id: Uuid::now_v7(),
+                    job: s.job.clone(),
+                    queue: job.queue.clone(),
+                    priority: job.priority,
+                    slots: job.slots,
+                    max_execution_time: job.max_execution_time,
+                    kill_grace: job.kill_grace,
+                    schedule: Some(s.name.clone()),
+                    recurrence: Some(s.recurrence.to_json()),
+                    after,
+                    parent: None,
+                    args: s.args.clone(),
+                    metadata: serde_json::json!({ super::recurrence::LAST_COMPLETED_AT: null }),
+                    due_at,
+                    created_at: now,
+                    attempt: 1,
+                },
+            })
+        })
+        .collect();
+    let job_settings = jobs
+        .values()
+        .map(|j| JobSettings {
+            name: j.name.clone(),
+            slots: j.slots,
+            max_execution_time: j.max_execution_time,
+            kill_grace: j.kill_grace,
+        })
+        .collect();
+    store
+        .schedule_apply(ScheduleApplyParams {
+            schedules: specs,
+            jobs: job_settings,
+            now,
+        })
+        .await
+}
+
+/// How often, at most, a wake-up from another process triggers the checks for
+/// cancel requests and orphans (a claim is tried on every wake-up).
+const CHECK_EVERY: Duration = Duration::from_millis(25);
+
+/// How long a claim after a local wake-up waits for more slots to free up.
+const LOCAL_COALESCE: Duration = Duration::from_millis(2);
+
+/// The dispatcher loop.
+pub async fn run(shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.subscribe();
+    let mut last_check: Option<tokio::time::Instant> = None;
+    let mut full = true;
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        if full {
+            last_check = Some(tokio::time::Instant::now());
+        }
+        let next = match step(&shared, full).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch step failed; retrying");
+                Some(Utc::now() + chrono::Duration::milliseconds(200))
+            }
+        };
+        let poll = tokio::time::Instant::now() + shared.config.poll_interval;
+        let until = next
+            .map(|t| {
+                let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + d
+            })
+            .map_or(poll, |t| t.min(poll));
+        full = tokio::select! {
+            // Slots freed or tasks ended in this process: only a claim is needed.
+            // While other slots are busy, more are likely to free up within a
+            // moment: wait that moment so one claim fills several slots.
+            _ = shared.wake.notified() => {
+                if shared.free_slots() < shared.config.slots {
+                    tokio::time::sleep(LOCAL_COALESCE).await;
+                }
+                false
+            }
+            // Another process committed: it may have enqueued, canceled or died.
+            _ = shared.external.notified() => {
+                last_check.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
+            }
+            _ = tokio::time::sleep_until(until) => true,
+            _ = stopping.changed() => true,
+        };
+    }
+}
+
+/// One pass: cancel requests and orphans (when `full`), then claims. Returns
+/// when to look again.
+async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<Utc>>> {
+    let store = &shared.store;
+    let me = shared.instance.id;
+    let mut orphan_deadline = *shared
+        .orphan_deadline
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if full {
+        if shared.running_count() > 0 {
+            for id in store.task_cancel_requests(me).await? {
+                shared.request_stop(id, crate::runner::StopReason::Cancel);
+            }
+        }
+        orphan_deadline = rescue_orphans(shared).await?;
+        *shared
+            .orphan_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = orphan_deadline;
+    }
+    loop {
+        if *shared.stopping.borrow() {
+            return Ok(None);
+        }
+        let free = shared.free_slots();
+        if free == 0 {
+            break;
+        }
+        let now = Utc::now();
+        let claimed = store
+            .task_claim(TaskClaimParams {
+                instance_id: me,
+                instance_name: shared.instance.name.clone(),
+                host: shared.instance.host.clone(),
+                queues: shared.config.queues.clone(),
+                free_slots: free,
+                limit: free as usize,
+                now,
+            })
+            .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        for task in claimed {
+            if let Some(due) = missed(&task, now) {
+                let moved = store
+                    .task_reschedule(TaskRescheduleParams {
+                        id: task.id,
+                        instance_id: me,
+                        due_at: due,
+                    })
+                    .await?;
+                tracing::info!(task = %task.id, schedule = ?task.schedule, next = %due, moved, "missed occurrence skipped");
+                continue;
+            }
+            supervise::start(shared.clone(), task);
+        }
+    }
+    let next_due = store.task_next_due(Utc::now()).await?;
+    Ok([next_due, orphan_deadline].into_iter().flatten().min())
+}
+
+/// For a recurring occurrence claimed after the following one was already due:
+/// the due time to move it to (the first in the future) instead of running it.
+fn missed(task: &Task, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let recurrence = Recurrence::from_json(task.recurrence.as_ref()?).ok()?;
+    let due = task.start_at?;
+    if recurrence.is_missed(due, now) {
+        recurrence.next_due(Some(due), now)
+    } else {
+        None
+    }
+}
+
+/// Fails running tasks of other instances whose deadline plus the orphan grace
+/// has passed, first killing what is left of their process groups when they ran
+/// on this host. Returns the next time to look.
+async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc>>> {
+    let store = &shared.store;
+    let grace = shared.config.orphan_grace;
+    let now = Utc::now();
+    let orphans = store
+        .task_list_orphans(OrphanParams {
+            me: shared.instance.id,
+            now,
+            grace,
+        })
+        .await?;
+    for task in orphans {
+        if let (true, Some(pgid)) = (
+            task.host.as_deref() == Some(shared.instance.host.as_str()),
+            task.pgid,
+        ) {
+            let killed = crate::runner::kill_leftover_group(pgid, &task.id.to_string());
+            if killed > 0 {
+                tracing::warn!(task = %task.id, pgid, killed, "killed leftover processes of an orphaned task");
+            }
+        }
+        super::finish::fail_orphan(shared, task).await?;
+    }
+    let next = store.task_next_foreign_deadline(shared.instance.id).await?;
+    Ok(next.map(|d| d + chrono::Duration::milliseconds(grace.as_millis() as i64)))
+}

@@ -1,0 +1,180 @@
+//! The finisher: batches spawn records and task ends into store transactions.
+//! A task's end and its next occurrence are written together; writes are retried
+//! until the database takes them, so no outcome is lost to a busy database.
+
+use super::{Shared, persist, recurrence};
+use crate::model::{Outcome, Task, TaskStatus};
+use crate::store::{TaskFinishParams, TaskSpawnedParams};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A task's process ended.
+pub struct Ended {
+    /// The task as claimed.
+    pub task: Task,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its result JSON.
+    pub result: Option<Value>,
+    /// Its log location.
+    pub log: Option<String>,
+    /// When.
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Messages to the finisher.
+pub enum Event {
+    /// A process started.
+    Spawned(TaskSpawnedParams),
+    /// A process ended.
+    Ended(Box<Ended>),
+    /// Write what is queued.
+    Flush,
+    /// Write what is queued, then report.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The finisher loop.
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    while let Some(first) = rx.recv().await {
+        let mut spawned = Vec::new();
+        let mut ended = Vec::new();
+        let mut done = Vec::new();
+        let mut next = Some(first);
+        while let Some(ev) = next.take() {
+            match ev {
+                Event::Spawned(s) => spawned.push(s),
+                Event::Ended(e) => ended.push(e),
+                Event::Flush => {}
+                Event::Shutdown(tx) => done.push(tx),
+            }
+            if spawned.len() + ended.len() < 512 {
+                next = rx.try_recv().ok();
+            }
+        }
+        // A task that started and ended within one batch needs no spawn record:
+        // its end writes the log location and clears the process group.
+        spawned.retain(|s| !ended.iter().any(|e| e.task.id == s.id));
+        if !spawned.is_empty() {
+            let store = shared.store.clone();
+            persist("recording started tasks", || {
+                store.task_mark_spawned(spawned.clone())
+            })
+            .await;
+        }
+        if !ended.is_empty() {
+            let mut params = Vec::with_capacity(ended.len());
+            for e in &ended {
+                params.push(end_params(&shared, e).await);
+            }
+            let store = shared.store.clone();
+            let applied = persist("recording task ends", || {
+                store.task_finish_many(params.clone())
+            })
+            .await;
+            shared.wake.notify_one();
+            if let Some(uploads) = &shared.uploads {
+                for (e, ok) in ended.iter().zip(applied) {
+                    if let (true, Some(path)) = (ok, &e.log) {
+                        uploads.push(crate::store::LocalLog {
+                            id: e.task.id,
+                            instance: Some(shared.instance.id),
+                            path: path.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for tx in done {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn end_params(shared: &Shared, e: &Ended) -> TaskFinishParams {
+    let (status, reason) = e.outcome.status_and_reason();
+    let next = next_for(shared, &e.task, status, e.ended_at).await;
+    recurrence::finish_params(
+        &e.task,
+        shared.instance.id,
+        status,
+        reason,
+        e.outcome.exit_code(),
+        e.outcome.signal(),
+        e.result.clone(),
+        e.log.clone(),
+        next,
+        e.ended_at,
+    )
+}
+
+async fn next_for(
+    shared: &Shared,
+    task: &Task,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Option<crate::store::NewTask> {
+    task.recurrence.as_ref()?;
+    let schedule = match &task.schedule {
+        Some(name) => {
+            let store = shared.store.clone();
+            persist("reading schedule", || store.schedule_get(name)).await
+        }
+        None => None,
+    };
+    let job_name = schedule
+        .as_ref()
+        .map(|s| s.job.as_str())
+        .unwrap_or(&task.job);
+    recurrence::next_occurrence(
+        task,
+        status,
+        schedule.as_ref(),
+        shared.jobs.get(job_name),
+        now,
+    )
+}
+
+/// Fails a running task of another instance as orphaned (compare-and-set on
+/// the instance that held it), with its next occurrence.
+pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResult<()> {
+    let now = Utc::now();
+    let next = next_for(shared, &task, TaskStatus::Failed, now).await;
+    let holder = task
+        .instance
+        .clone()
+        .unwrap_or_else(|| "unknown".to_string());
+    let applied = shared
+        .store
+        .task_finish_many(vec![TaskFinishParams {
+            id: task.id,
+            expect: TaskStatus::Running,
+            expect_instance: task.instance_id,
+            status: TaskStatus::Failed,
+            reason: Some(format!("orphaned (instance {holder})")),
+            exit_code: None,
+            signal: None,
+            ended_at: now,
+            result: None,
+            log: None,
+            next,
+        }])
+        .await?;
+    if applied.first().copied().unwrap_or(false) {
+        tracing::warn!(task = %task.id, instance = %holder, "task failed as orphaned");
+        if let (Some(uploads), true, Some(path)) = (
+            &shared.uploads,
+            task.host.as_deref() == Some(shared.instance.host.as_str()),
+            &task.log,
+        ) {
+            uploads.push(crate::store::LocalLog {
+                id: task.id,
+                instance: task.instance_id,
+                path: path.clone(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Raw entries to validated model values, one entry at a time: `[jobs.X]`
+//! settings applied to a [`Job`], a `[[schedules]]` table turned into a
+//! [`Schedule`]. Checks that need several entries (unknown jobs, duplicate
+//! names, `after` cycles) live in `links`.
+
+use super::error::SchemaError;
+use super::location::{KeyPath, SourceFile};
+use super::raw::{RawJob, ScheduleEntry};
+use crate::model::{CronExpr, Job, Recurrence, Schedule, is_valid_name, parse_duration};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The rule names follow, said once for every message that needs it.
+pub(crate) const NAME_RULE: &str =
+    "use letters, digits, '.', '_' and '-', starting with a letter or digit";
+
+/// Records problems of one entry: knows its file and key.
+struct Checker<'a> {
+    source: &'a SourceFile,
+    key: &'a KeyPath,
+    errors: &'a mut Vec<SchemaError>,
+    failed: bool,
+}
+
+impl Checker<'_> {
+    fn fail<T>(&mut self, value: &Spanned<T>, field: &str, message: impl Into<String>) {
+        let key = self.key.key(field);
+        self.errors
+            .push(self.source.at(value.span(), &key, message.into()));
+        self.failed = true;
+    }
+
+    fn duration(&mut self, v: &Spanned<String>, field: &str, positive: bool) -> Option<Duration> {
+        match parse_duration(v.get_ref()) {
+            Ok(d) if positive && d.is_zero() => {
+                self.fail(
+                    v,
+                    field,
+                    format!("must be more than 0, got {:?}", v.get_ref()),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.fail(v, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn at_least_one(&mut self, v: &Spanned<i64>, field: &str) -> Option<u32> {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                let message = format!("must be an integer from 1 to {}, got {}", u32::MAX, v);
+                self.fail(v, field, message);
+                None
+            }
+        }
+    }
+}
+
+/// Applies the settings of one `[jobs.X]` entry to `job`.
+pub(crate) fn apply_job_settings(
+    job: &mut Job,
+    raw: &RawJob,
+    source: &SourceFile,
+    key: &KeyPath,
+    errors: &mut Vec<SchemaError>,
+) {
+    let mut c = Checker {
+        source,
+        key,
+        errors,
+        failed: false,
+    };
+    if let Some(v) = &raw.slots {
+        job.slots = c.at_least_one(v, "slots").unwrap_or(job.slots);
+    }
+    if let Some(v) = &raw.max_execution_time {
+        let d = c.duration(v, "max_execution_time", true);
+        job.max_execution_time = d.unwrap_or(job.max_execution_time);
+    }
+    if let Some(v) = &raw.kill_grace {
+        job.kill_grace = c.duration(v, "kill_grace", false).unwrap_or(job.kill_grace);
+    }
+    if let Some(v) = &raw.queue {
+        if is_valid_name(v.get_ref()) {
+            job.queue = v.get_ref().clone();
+        } else {
+            c.fail(
+                v,
+                "queue",
+                format!("invalid queue name {:?}: {NAME_RULE}", v.get_ref()),
+            );
+        }
+    }
+    if let Some(v) = &raw.priority {
+        match i32::try_from(*v.get_ref()) {
+            Ok(p) => job.priority = p,
+            Err(_) => c.fail(
+                v,
+                "priority",
+                format!("{v} is out of range (32-bit integer)"),
+            ),
+        }
+    }
+    if let Some(retry) = &raw.retry {
+        let key = key.key("retry");
+        let mut c = Checker {
+            source,
+            key: &key,
+            errors: &mut *c.errors,
+            failed: false,
+        };
+        if let Some(v) = &retry.get_ref().max_attempts {
+            let n = c.at_least_one(v, "max_attempts");
+            job.retry.max_attempts = n.unwrap_or(job.retry.max_attempts);
+        }
+        if let Some(v) = &retry.get_ref().backoff {
+            job.retry.backoff = c.duration(v, "backoff", false).unwrap_or(job.retry.backoff);
+        }
+    }
+}
+
+/// Turns one `[[schedules]]` entry into a [`Schedule`], or records why not.
+/// Only the entry itself is checked here: whether its job and the schedule it
+/// runs after exist is for `links`.
+pub(crate) fn check_schedule(
+    entry: &ScheduleEntry,
+    source: &SourceFile,
+    errors: &mut Vec<SchemaError>,
+) -> Option<Schedule> {
+    let raw = &entry.raw;
+    let mut c = Checker {
+        source,
+        key: &entry.key,
+        errors,
+        failed: false,
+    };
+    let whole = Spanned::new(entry.span.clone(), ());
+    for (field, value) in [("name", &raw.name), ("job", &raw.job)] {
+        if value.is_none() {
+            c.fail(
+                &whole,
+                field,
+                format!("missing: every schedule needs a `{field}`"),
+            );
+        }
+    }
+    if let Some(name) = &raw.name
+        && !is_valid_name(name.get_ref())
+    {
+        let message = format!("invalid schedule name {:?}: {NAME_RULE}", name.get_ref());
+        c.fail(name, "name", message);
+    }
+    let recurrence = recurrence(&mut c, entry, &whole);
+    let args = match &raw.args {
+        Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
+            c.fail(v, "args", why);
+            Value::Null
+        }),
+        None => Value::Object(Default::default()),
+    };
+    match (&raw.name, &raw.job, recurrence) {
+        (Some(name), Some(job), Some(recurrence)) if !c.failed => Some(Schedule {
+            name: name.get_ref().clone(),
+            job: job.get_ref().clone(),
+            recurrence,
+            args,
+        }),
+        _ => None,
+    }
+}
+
+/// Exactly one of `every`, `cron`, `after`, with the options that go with it.
+fn recurrence(
+    c: &mut Checker<'_>,
+    entry: &ScheduleEntry,
+    whole: &Spanned<()>,
+) -> Option<Recurrence> {
+    let raw = &entry.raw;
+    let given: Vec<(&str, &Spanned<String>)> = [
+        ("every", &raw.every),
+        ("cron", &raw.cron),
+        ("after", &raw.after),
+    ]
+    .into_iter()
+    .filter_map(|(field, v)| v.as_ref().map(|v| (field, v)))
+    .collect();
+    if let Some(tz) = &raw.timezone
+        && raw.cron.is_none()
+    {
+        c.fail(tz, "timezone", "only applies to `cron` schedules");
+    }
+    if let Some(start) = &raw.start_at
+        && raw.every.is_none()
+    {
+        c.fail(start, "start_at", "only applies to `every` schedules");
+    }
+    let (field, value) = match given.as_slice() {
+        [] => {
+            let message = "missing: a schedule needs one of `every`, `cron` or `after`";
+            c.errors
+                .push(c.source.at(whole.span(), &entry.key, message));
+            c.failed = true;
+            return None;
+        }
+        [one] => *one,
+        [(first, _), rest @ ..] => {
+            for (other, v) in rest {
+                c.fail(
+                    v,
+                    other,
+                    format!("give only one of `every`, `cron` or `after` (`{first}` is given too)"),
+                );
+            }
+            return None;
+        }
+    };
+    match field {
+        "every" => {
+            let interval = c.duration(value, "every", true)?;
+            let start_at = match &raw.start_at {
+                Some(v) => Some(start_at(v).map_err(|why| c.fail(v, "start_at", why)).ok()?),
+                None => None,
+            };
+            Some(Recurrence::Every { interval, start_at })
+        }
+        "cron" => {
+            let timezone = match &raw.timezone {
+                Some(v) => v
+                    .get_ref()
+                    .parse::<Tz>()
+                    .map_err(|_| {
+                        let message = format!(
+                            "unknown time zone {:?} (use an IANA name such as Europe/Paris)",
+                            v.get_ref()
+                        );
+                        c.fail(v, "timezone", message);
+                    })
+                    .ok()?,
+                None => Tz::UTC,
+            };
+            CronExpr::parse(value.get_ref(), timezone)
+                .map(|c| Recurrence::Cron(Box::new(c)))
+                .map_err(|e| c.fail(value, "cron", e.to_string()))
+                .ok()
+        }
+        _ => Some(Recurrence::After {
+            schedule: value.get_ref().clone(),
+        }),
+    }
+}
+
+/// `start_at`, written as a string or a TOML date-time, with a UTC offset.
+fn start_at(v: &Spanned<toml::Value>) -> Result<DateTime<Utc>, String> {
+    let text = match v.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => {
+            return Err(format!("expected an RFC 3339 time string, got {other}"));
+        }
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("invalid time {text:?}: {e} (write an RFC 3339 time with an offset, e.g. 2026-01-01T00:00:00Z)")
+        })
+}
+
+/// TOML args as the JSON a task receives; date-times become RFC 3339 strings.
+pub(crate) fn toml_to_json(v: &toml::Value) -> Result<Value, String> {
+    Ok(match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} cannot be written in JSON"))?,
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(toml_to_json)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
+                .collect::<Result<serde_json::Map<_, _>, String>>()?,
+        ),
+    })
+}

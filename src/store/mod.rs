@@ -1,0 +1,157 @@
+//! The store: tasks, instances and schedules, behind one [`Store`] trait.
+//!
+//! The database is the only meeting point between instances. Every backend
+//! implements the same entity-then-verb methods taking `*Params` structs, and the
+//! same conformance suite ([`conformance`]) runs against each. Backends hold no job
+//! logic: the scheduler computes next occurrences and outcomes, and the backend
+//! writes them atomically (a task's end and its next occurrence in one
+//! transaction; terminal states only over the state the writer saw).
+
+pub mod conformance;
+mod params;
+pub mod postgres;
+pub mod sqlite;
+
+pub use params::*;
+
+use crate::model::{Task, TaskStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A store failure. Busy/locked databases are retried inside the backend and
+/// never surface as failed tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database rejected an operation.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row holds a value this version cannot read.
+    #[error("corrupt row in table {table}, id {id}: {why}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's id.
+        id: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The database URL cannot be used.
+    #[error("cannot use database {url}: {why}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// Why it cannot be used.
+        why: String,
+    },
+    /// An id given does not exist.
+    #[error("no task {0}")]
+    NoSuchTask(String),
+    /// A filesystem error around the database.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A background database thread went away.
+    #[error("database worker stopped: {0}")]
+    Worker(String),
+    /// PostgreSQL rejected an operation or could not be reached. Serialization
+    /// failures and deadlocks are retried inside the backend first.
+    #[error("database error: {message}")]
+    Postgres {
+        /// The SQLSTATE code; `08006` (connection failure) when the connection
+        /// was lost without one.
+        code: Option<String>,
+        /// What went wrong; never contains a password.
+        message: String,
+    },
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage operations jobslot needs. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Brings the schema to the latest migration version.
+    async fn migrate(&self) -> StoreResult<u32>;
+
+    /// Records a starting instance.
+    async fn instance_register(&self, p: InstanceRegisterParams) -> StoreResult<()>;
+    /// Refreshes an instance's heartbeat.
+    async fn instance_heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks an instance as stopped.
+    async fn instance_stop(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Every instance, newest first.
+    async fn instance_list(&self) -> StoreResult<Vec<Instance>>;
+
+    /// Adds a task (resolving its `after` link) and returns it as stored.
+    async fn task_insert(&self, p: NewTask) -> StoreResult<Task>;
+    /// One task by id.
+    async fn task_get(&self, id: Uuid) -> StoreResult<Option<Task>>;
+    /// Tasks whose id starts with `prefix` (at most `limit`).
+    async fn task_find_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<Task>>;
+    /// Tasks matching filters, newest first.
+    async fn task_list(&self, p: TaskListParams) -> StoreResult<Vec<Task>>;
+    /// Claims due tasks for an instance, exactly once across instances.
+    async fn task_claim(&self, p: TaskClaimParams) -> StoreResult<Vec<Task>>;
+    /// Records the process of tasks just spawned (process group, log path).
+    async fn task_mark_spawned(&self, p: Vec<TaskSpawnedParams>) -> StoreResult<()>;
+    /// Moves a claimed task back to pending at a new due time (a missed occurrence).
+    async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool>;
+    /// Ends tasks: each only if still in its expected state. Returns, per task,
+    /// whether it was applied.
+    async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>>;
+    /// Cancels a pending task, or asks its instance to stop a running one.
+    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<CancelOutcome>;
+    /// Running tasks of an instance that a user asked to cancel.
+    async fn task_cancel_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>>;
+    /// Running tasks not held by `me` whose orphan deadline has passed.
+    async fn task_list_orphans(&self, p: OrphanParams) -> StoreResult<Vec<Task>>;
+    /// Earliest due time of a pending task due after `now`.
+    async fn task_next_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Earliest deadline of a running task held by another instance.
+    async fn task_next_foreign_deadline(&self, me: Uuid) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Finished tasks run on `host` whose log is still a local file (oldest first).
+    async fn task_logs_local(&self, host: &str, limit: usize) -> StoreResult<Vec<LocalLog>>;
+    /// Records that a task's local log now lives at `url`; false if it was
+    /// already recorded (by another uploader).
+    async fn task_log_uploaded(&self, id: Uuid, url: &str) -> StoreResult<bool>;
+    /// Finished tasks that ended before a time, oldest first.
+    async fn task_list_prunable(&self, p: TaskPruneParams) -> StoreResult<Vec<PrunableTask>>;
+    /// Deletes finished tasks; returns how many rows went.
+    async fn task_delete_finished(&self, ids: Vec<Uuid>) -> StoreResult<usize>;
+
+    /// Applies schedules and job settings atomically and idempotently.
+    async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport>;
+    /// Every applied schedule.
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRow>>;
+    /// One applied schedule.
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRow>>;
+
+    /// Starts watching for commits by other processes; each one (coalesced)
+    /// calls `notify.notify_one()`. The scheduler still polls as a fallback.
+    fn watch_changes(&self, notify: Arc<tokio::sync::Notify>) -> StoreResult<()>;
+}
+
+/// Opens the store a database URL names (`sqlite://PATH`, or `postgres://…` /
+/// `postgresql://…`), migrated to the latest version.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(std::path::Path::new(path))?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+    }
+    Err(StoreError::Url {
+        url: postgres::redact_url(url),
+        why: "the URL must start with sqlite://, postgres:// or postgresql://".to_string(),
+    })
+}

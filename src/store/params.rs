@@ -1,0 +1,319 @@
+//! Parameter and result types of the [`Store`](super::Store) methods.
+
+use crate::model::TaskStatus;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A running (or stopped) `jobslot run` process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Unique id.
+    pub id: Uuid,
+    /// Human name (`--name`, default host-pid).
+    pub name: String,
+    /// Host name.
+    pub host: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Slot count.
+    pub slots: u32,
+    /// Queues served; empty means all.
+    pub queues: Vec<String>,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// Last heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    /// When it stopped cleanly, if it did.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+/// Registers an instance.
+pub type InstanceRegisterParams = Instance;
+
+/// What a new task waits for before it is due.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterLink {
+    /// Nothing: due at `due_at`.
+    None,
+    /// Due when that task completes; canceled if it fails or is canceled.
+    Task(Uuid),
+    /// An occurrence of an `after` schedule: waits for the live occurrence of
+    /// the named schedule (or, if there is none yet, for its next one).
+    Schedule(String),
+}
+
+/// A task to insert.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// Job name.
+    pub job: String,
+    /// Queue.
+    pub queue: String,
+    /// Priority (higher first).
+    pub priority: i32,
+    /// Slots needed.
+    pub slots: u32,
+    /// Maximum execution time.
+    pub max_execution_time: Duration,
+    /// Grace between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Schedule name, for schedule occurrences.
+    pub schedule: Option<String>,
+    /// Recurrence (stored form), for recurring tasks.
+    pub recurrence: Option<Value>,
+    /// What it waits for.
+    pub after: AfterLink,
+    /// Parent task.
+    pub parent: Option<Uuid>,
+    /// Args.
+    pub args: Value,
+    /// Metadata.
+    pub metadata: Value,
+    /// Due time (ignored while an `after` link holds it back).
+    pub due_at: DateTime<Utc>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Attempt number (1 for a new task).
+    pub attempt: u32,
+}
+
+impl NewTask {
+    /// A new occurrence like `t` (same job, settings, schedule, args and
+    /// metadata), waiting on `after`: what replaces an `after`-schedule
+    /// occurrence canceled because its predecessor failed.
+    pub fn fresh_occurrence(
+        t: &crate::model::Task,
+        after: AfterLink,
+        now: DateTime<Utc>,
+    ) -> NewTask {
+        NewTask {
+            id: Uuid::now_v7(),
+            job: t.job.clone(),
+            queue: t.queue.clone(),
+            priority: t.priority,
+            slots: t.slots,
+            max_execution_time: t.max_execution_time,
+            kill_grace: t.kill_grace,
+            schedule: t.schedule.clone(),
+            recurrence: t.recurrence.clone(),
+            after,
+            parent: None,
+            args: t.args.clone(),
+            metadata: t.metadata.clone(),
+            due_at: now,
+            created_at: now,
+            attempt: 1,
+        }
+    }
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskListParams {
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only occurrences of this schedule.
+    pub schedule: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Claims due tasks.
+#[derive(Debug, Clone)]
+pub struct TaskClaimParams {
+    /// The claiming instance.
+    pub instance_id: Uuid,
+    /// Its name.
+    pub instance_name: String,
+    /// Its host.
+    pub host: String,
+    /// Queues it serves; empty means all.
+    pub queues: Vec<String>,
+    /// Slots free now.
+    pub free_slots: u32,
+    /// At most this many tasks.
+    pub limit: usize,
+    /// The current time.
+    pub now: DateTime<Utc>,
+}
+
+/// A task's process has started.
+#[derive(Debug, Clone)]
+pub struct TaskSpawnedParams {
+    /// The task.
+    pub id: Uuid,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its log file.
+    pub log: String,
+}
+
+/// Moves a claimed occurrence back to pending.
+#[derive(Debug, Clone)]
+pub struct TaskRescheduleParams {
+    /// The task.
+    pub id: Uuid,
+    /// The instance that claimed it.
+    pub instance_id: Uuid,
+    /// Its new due time.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Ends a task, compare-and-set on `expect`.
+#[derive(Debug, Clone)]
+pub struct TaskFinishParams {
+    /// The task.
+    pub id: Uuid,
+    /// The state the writer saw; the write applies only if it still holds.
+    pub expect: TaskStatus,
+    /// For `expect == Running`: the instance that must still hold it.
+    pub expect_instance: Option<Uuid>,
+    /// Terminal status.
+    pub status: TaskStatus,
+    /// Reason.
+    pub reason: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// End time.
+    pub ended_at: DateTime<Utc>,
+    /// Result JSON.
+    pub result: Option<Value>,
+    /// Log location.
+    pub log: Option<String>,
+    /// The next occurrence, inserted in the same transaction if the end applies
+    /// (and, for schedule occurrences, only while the schedule still exists).
+    pub next: Option<NewTask>,
+}
+
+/// What `task_cancel` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// A pending task is now canceled.
+    Canceled,
+    /// A running task's instance was asked to stop it.
+    StopRequested,
+    /// The task had already ended.
+    AlreadyEnded(TaskStatus),
+    /// No such task.
+    NotFound,
+}
+
+/// Lists orphaned tasks.
+#[derive(Debug, Clone)]
+pub struct OrphanParams {
+    /// The instance looking (its own tasks are never orphans to it).
+    pub me: Uuid,
+    /// Current time.
+    pub now: DateTime<Utc>,
+    /// Time after the deadline before a task counts as orphaned.
+    pub grace: Duration,
+}
+
+/// A schedule as applied, with its occurrence's first due time computed.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    /// Name.
+    pub name: String,
+    /// Job.
+    pub job: String,
+    /// Recurrence (stored form).
+    pub recurrence: Value,
+    /// Args.
+    pub args: Value,
+    /// A new occurrence for when the schedule has none (or its definition
+    /// changed and the occurrence is still pending).
+    pub first: NewTask,
+}
+
+/// Job settings that pending tasks follow when a job changes.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Job name.
+    pub name: String,
+    /// Slots.
+    pub slots: u32,
+    /// Maximum execution time.
+    pub max_execution_time: Duration,
+    /// Kill grace.
+    pub kill_grace: Duration,
+}
+
+/// Applies the schema.
+#[derive(Debug, Clone)]
+pub struct ScheduleApplyParams {
+    /// Every schedule in the schema.
+    pub schedules: Vec<ScheduleSpec>,
+    /// Every job's settings.
+    pub jobs: Vec<JobSettings>,
+    /// The current time.
+    pub now: DateTime<Utc>,
+}
+
+/// What applying the schema changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyReport {
+    /// Schedules that got a new occurrence.
+    pub created: Vec<String>,
+    /// Schedules whose pending occurrence moved.
+    pub updated: Vec<String>,
+    /// Schedules removed (their pending occurrence canceled).
+    pub removed: Vec<String>,
+    /// Schedules left as they were.
+    pub unchanged: Vec<String>,
+}
+
+/// An applied schedule as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    /// Name.
+    pub name: String,
+    /// Job.
+    pub job: String,
+    /// Recurrence (stored form).
+    pub recurrence: Value,
+    /// Args.
+    pub args: Value,
+    /// End time of the last completed occurrence.
+    pub last_completed_at: Option<DateTime<Utc>>,
+}
+
+/// Finished tasks to prune.
+#[derive(Debug, Clone)]
+pub struct TaskPruneParams {
+    /// Only tasks that ended before this time.
+    pub ended_before: DateTime<Utc>,
+    /// Only these terminal states (empty: all three).
+    pub statuses: Vec<TaskStatus>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A finished task's log that is still a local file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalLog {
+    /// The task.
+    pub id: Uuid,
+    /// The instance that ran it.
+    pub instance: Option<Uuid>,
+    /// Its log file.
+    pub path: String,
+}
+
+/// A finished task that may be pruned, with its log location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrunableTask {
+    /// The task.
+    pub id: Uuid,
+    /// Where its log is, if anywhere.
+    pub log: Option<String>,
+}

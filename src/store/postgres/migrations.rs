@@ -1,0 +1,179 @@
+//! PostgreSQL migrations. Version numbers, tables, columns and indexes are the
+//! SQLite backend's, translated: ids are UUID (ordered like their canonical
+//! lower-case text), times BIGINT milliseconds, JSON TEXT, flags BOOLEAN.
+//!
+//! [`migrate`] creates the schema the search path names if it is missing and
+//! applies what is pending, all under a transaction-scoped advisory lock keyed
+//! by that schema, so instances starting at once migrate one after the other.
+
+use super::conn::{lock_key, quote_ident};
+use super::rows::{Param, scalar};
+use crate::model::TaskStatus;
+use crate::store::StoreResult;
+use deadpool_postgres::Transaction;
+
+/// `states` as a list of SQL string literals (for partial indexes).
+fn literals(states: &[TaskStatus]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every migration, in order: (version, SQL).
+fn migrations() -> Vec<(u32, String)> {
+    vec![
+        (
+            1,
+            format!(
+                "
+CREATE TABLE tasks (
+    id UUID PRIMARY KEY,
+    job TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    exit_code INTEGER,
+    signal INTEGER,
+    attempt BIGINT NOT NULL DEFAULT 1,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    slots BIGINT NOT NULL DEFAULT 1,
+    max_execution_ms BIGINT NOT NULL,
+    kill_grace_ms BIGINT NOT NULL,
+    schedule TEXT,
+    recurrence TEXT,
+    after_schedule TEXT,
+    instance_id UUID,
+    instance_name TEXT,
+    host TEXT,
+    pgid INTEGER,
+    parent UUID,
+    after_id UUID,
+    args TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    result TEXT,
+    created_at BIGINT NOT NULL,
+    due_at BIGINT,
+    started_at BIGINT,
+    ended_at BIGINT,
+    deadline_at BIGINT,
+    cancel_requested BOOLEAN NOT NULL DEFAULT false,
+    log TEXT
+);
+-- The claim walks this index in ORDER BY order, one priority at a time.
+CREATE INDEX tasks_claim ON tasks (status, priority DESC, due_at, id);
+CREATE INDEX tasks_due ON tasks (status, due_at);
+CREATE INDEX tasks_after ON tasks (after_id, status);
+CREATE INDEX tasks_after_schedule ON tasks (after_schedule, status);
+CREATE INDEX tasks_parent ON tasks (parent, status);
+CREATE INDEX tasks_job ON tasks (job, id);
+CREATE INDEX tasks_status ON tasks (status, id);
+CREATE UNIQUE INDEX tasks_schedule_live ON tasks (schedule)
+    WHERE schedule IS NOT NULL AND status IN ({live});
+
+CREATE TABLE instances (
+    id UUID PRIMARY KEY,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    slots BIGINT NOT NULL,
+    queues TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    stopped_at BIGINT
+);
+
+-- Names sort byte-wise, as in SQLite, whatever the database's collation.
+CREATE TABLE schedules (
+    name TEXT COLLATE \"C\" PRIMARY KEY,
+    job TEXT NOT NULL,
+    recurrence TEXT NOT NULL,
+    args TEXT NOT NULL,
+    last_completed_at BIGINT
+);
+
+CREATE TABLE jobs (
+    name TEXT COLLATE \"C\" PRIMARY KEY,
+    slots BIGINT NOT NULL,
+    max_execution_ms BIGINT NOT NULL,
+    kill_grace_ms BIGINT NOT NULL
+);
+",
+                live = literals(&[
+                    TaskStatus::Pending,
+                    TaskStatus::Running,
+                    TaskStatus::Waiting
+                ])
+            ),
+        ),
+        (
+            2,
+            format!(
+                "
+-- True while a finished task's log is a local file not yet uploaded to storage.
+ALTER TABLE tasks ADD COLUMN log_local BOOLEAN NOT NULL DEFAULT false;
+-- ILIKE: SQLite's LIKE ignores ASCII case.
+UPDATE tasks SET log_local = true
+    WHERE status IN ({terminal}) AND log IS NOT NULL AND log NOT ILIKE 's3://%';
+CREATE INDEX tasks_log_local ON tasks (host, id) WHERE log_local;
+CREATE INDEX tasks_ended ON tasks (status, ended_at);
+",
+                terminal = literals(&[
+                    TaskStatus::Completed,
+                    TaskStatus::Failed,
+                    TaskStatus::Canceled
+                ])
+            ),
+        ),
+    ]
+}
+
+/// Creates `schema` if needed and applies pending migrations inside `tx`
+/// (which the caller commits); returns the resulting version.
+pub async fn migrate(tx: &Transaction<'_>, schema: &str) -> StoreResult<u32> {
+    let key = lock_key("migrate", schema);
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+        .await?;
+    // No "already exists, skipping" notices in every instance's log.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
+    let exists: bool = scalar(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+        &[&schema as Param],
+    )
+    .await?;
+    if !exists {
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
+        .await?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let current = u32::try_from(current).unwrap_or(0);
+    let mut version = current;
+    for (v, sql) in migrations() {
+        if v > current {
+            tx.batch_execute(&sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[&(v as i32), &chrono::Utc::now().timestamp_millis()],
+            )
+            .await?;
+            version = v;
+        }
+    }
+    Ok(version)
+}

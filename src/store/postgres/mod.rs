@@ -1,0 +1,223 @@
+//! The PostgreSQL backend: one database shared by instances on several
+//! machines, through a pool of `tokio-postgres` connections.
+//!
+//! The tables live in the schema the URL's search path names (created when
+//! missing, e.g. `postgres://host/db?options=-csearch_path%3Djobs`), so several
+//! jobslot installations can share one database. Statements are SQLite's,
+//! translated; the backend holds no job logic. Claims run at READ COMMITTED
+//! with `FOR UPDATE SKIP LOCKED`; other multi-statement writes run at
+//! SERIALIZABLE so that concurrent instances see the effects of some serial
+//! order, as SQLite's write lock gives. Serialization failures and deadlocks
+//! are retried here, like SQLite's busy database; a lost connection is
+//! retried a few times before the error reaches the caller, and the pool
+//! replaces closed connections, so a PostgreSQL restart does not stop an
+//! instance. Other processes' commits are noticed through LISTEN/NOTIFY.
+
+mod claim;
+#[cfg(test)]
+mod conformance_tests;
+mod conn;
+mod listen;
+mod migrations;
+#[cfg(test)]
+mod plan_tests;
+mod queries;
+mod retry;
+mod rows;
+mod schedules;
+mod store;
+#[cfg(test)]
+mod stress_tests;
+mod tasks;
+#[cfg(test)]
+mod test_support;
+
+pub use conn::redact_url;
+
+use super::*;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction,
+};
+use retry::Retry;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_postgres::{IsolationLevel, NoTls};
+
+/// Connections per store (per instance).
+const POOL_SIZE: usize = 8;
+
+/// The future a transaction body returns.
+type Body<'t, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 't>>;
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    schema: String,
+    channel: Arc<str>,
+    listeners: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names, creates the schema
+    /// its search path names if needed, and migrates it.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let config = conn::parse_config(url)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(15)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Url {
+                url: redact_url(url),
+                why: e.to_string(),
+            })?;
+        let schema = target_schema(&pool).await.map_err(|e| match e {
+            StoreError::Url { why, .. } => StoreError::Url {
+                url: redact_url(url),
+                why,
+            },
+            other => other,
+        })?;
+        let store = Self {
+            pool,
+            config,
+            channel: conn::channel_name(&schema).into(),
+            schema,
+            listeners: Mutex::new(Vec::new()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema holding this store's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Runs `f` in a transaction at `level` and commits, retrying on
+    /// serialization failures, deadlocks and (unless the commit itself was cut
+    /// off) lost connections.
+    async fn tx<T, F>(&self, level: IsolationLevel, mut f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t Transaction<'t>) -> Body<'t, T> + Send,
+    {
+        let mut retry = Retry::new();
+        loop {
+            // The connection goes back to the pool (or, lost, is discarded
+            // there) before any wait; a transaction dropped unfinished rolls back.
+            let attempt = async {
+                let mut client = self.pool.get().await.map_err(|e| (e.into(), false))?;
+                let tx = (client.build_transaction())
+                    .isolation_level(level)
+                    .start()
+                    .await
+                    .map_err(|e| (e.into(), false))?;
+                let out = f(&tx).await.map_err(|e| (e, false))?;
+                tx.commit().await.map_err(|e| (e.into(), true))?;
+                Ok(out)
+            };
+            match attempt.await {
+                Ok(out) => return Ok(out),
+                Err((e, committing)) => retry.again(e, !committing).await?,
+            }
+        }
+    }
+
+    /// A SERIALIZABLE write (see the module documentation).
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t Transaction<'t>) -> Body<'t, T> + Send,
+    {
+        self.tx(IsolationLevel::Serializable, f).await
+    }
+
+    /// A READ COMMITTED write: claims, and compare-and-set updates of single rows.
+    async fn write_rc<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'t> FnMut(&'t Transaction<'t>) -> Body<'t, T> + Send,
+    {
+        self.tx(IsolationLevel::ReadCommitted, f).await
+    }
+
+    /// Runs read-only statements on a pooled connection, retrying when the
+    /// connection was lost.
+    async fn read<T, F>(&self, mut f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c Object) -> Body<'c, T> + Send,
+    {
+        let mut retry = Retry::new();
+        loop {
+            let result = match self.pool.get().await {
+                Ok(client) => f(&client).await,
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(out) => return Ok(out),
+                Err(e) => retry.again(e, true).await?,
+            }
+        }
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let listeners = self.listeners.get_mut().unwrap_or_else(|p| p.into_inner());
+        for l in listeners.drain(..) {
+            l.abort();
+        }
+    }
+}
+
+/// The schema the connections' search path puts tables in: its first entry,
+/// `$user` counting only when that schema exists (as PostgreSQL resolves it).
+async fn target_schema(pool: &Pool) -> StoreResult<String> {
+    let mut retry = Retry::new();
+    let row = loop {
+        let result = async {
+            let client = pool.get().await?;
+            Ok(client
+                .query_one(
+                    "SELECT current_setting('search_path'), current_user::text,
+                        EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = current_user)",
+                    &[],
+                )
+                .await?)
+        }
+        .await;
+        match result {
+            Ok(row) => break row,
+            Err(e) => retry.again(e, true).await?,
+        }
+    };
+    let path: String = row.try_get(0)?;
+    let user: String = row.try_get(1)?;
+    let user_schema: bool = row.try_get(2)?;
+    for entry in conn::search_path_entries(&path) {
+        if entry != "$user" {
+            return Ok(entry);
+        }
+        if user_schema {
+            return Ok(user);
+        }
+    }
+    Err(StoreError::Url {
+        url: String::new(),
+        why: format!("its search_path ({path}) names no schema to hold jobslot's tables"),
+    })
+}

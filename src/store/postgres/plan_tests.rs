@@ -1,0 +1,191 @@
+//! Tests of what is PostgreSQL's own, beyond the conformance suite: the claim's
+//! plan, concurrent migrations, wake-ups through LISTEN/NOTIFY, surviving lost
+//! connections, and passwords kept out of errors.
+
+use super::PostgresStore;
+use super::claim::CLAIM_SELECT;
+use super::test_support::{TestSchema, url_with};
+use crate::model::TaskStatus;
+use crate::store::conformance::{new_task, now_ms};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+async fn plan(client: &tokio_postgres::Client, mode: &str) -> String {
+    let now = now_ms().timestamp_millis();
+    let pending = TaskStatus::Pending.as_str();
+    let sql = format!(
+        "SET plan_cache_mode = {mode};
+         PREPARE claim_plan AS {CLAIM_SELECT};"
+    );
+    client.batch_execute(&sql).await.expect("prepare");
+    let explain = format!("EXPLAIN EXECUTE claim_plan('{pending}', 0, {now}, 8, 8, '{{}}')");
+    let rows = client.simple_query(&explain).await.expect("explain");
+    client
+        .batch_execute("DEALLOCATE claim_plan")
+        .await
+        .expect("deallocate");
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Regression: an index that does not match the claim's ORDER BY sorts every
+/// due row on each claim. With custom and generic plans alike, the claim walks
+/// `tasks_claim` and stops at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_query_walks_its_index_without_sorting() {
+    let Some(schema) = TestSchema::fresh().await else {
+        return;
+    };
+    PostgresStore::open(&schema.url).await.expect("open");
+    let client = schema.connect().await;
+    let now = now_ms().timestamp_millis();
+    client
+        .execute(
+            "INSERT INTO tasks (id, job, status, queue, priority, slots, max_execution_ms,
+                kill_grace_ms, args, metadata, created_at, due_at)
+             SELECT gen_random_uuid(), 'j', CASE WHEN g % 10 = 0 THEN $1 ELSE $2 END, 'default',
+                g % 3, 1, 60000, 10000, '{}', '{}', $3::bigint, $3::bigint - g
+             FROM generate_series(1, 20000) AS g",
+            &[
+                &TaskStatus::Pending.as_str(),
+                &TaskStatus::Completed.as_str(),
+                &now,
+            ],
+        )
+        .await
+        .expect("fill");
+    client
+        .batch_execute("ANALYZE tasks")
+        .await
+        .expect("analyze");
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        let p = plan(&client, mode).await;
+        assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
+        assert!(!p.contains("Sort"), "the claim sorts ({mode}):\n{p}");
+    }
+}
+
+/// Instances starting at once on a new schema: one creates and migrates it,
+/// the others find it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_create_and_migrate_the_schema_once() {
+    let Some(schema) = TestSchema::fresh().await else {
+        return;
+    };
+    let opens = (0..6).map(|_| {
+        let url = schema.url.clone();
+        tokio::spawn(async move { PostgresStore::open(&url).await })
+    });
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.expect("join").expect("open"));
+    }
+    for s in &stores {
+        assert_eq!(s.schema(), schema.name);
+        assert_eq!(s.migrate().await.expect("migrate"), 2);
+    }
+    let client = schema.connect().await;
+    let versions = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("versions");
+    let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, [1, 2], "each migration applied once");
+}
+
+async fn woken(notify: &Notify, within: Duration) -> bool {
+    tokio::time::timeout(within, notify.notified())
+        .await
+        .is_ok()
+}
+
+/// A commit by another handle wakes a watcher; the watcher reconnects after
+/// its connection is killed and wakes again for later commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_changes_wakes_on_commits_and_survives_a_lost_connection() {
+    let Some(schema) = TestSchema::fresh().await else {
+        return;
+    };
+    let app = format!("watch_{}", schema.name);
+    let watched_url = url_with(&schema.base, &schema.name, &[("application_name", &app)]);
+    let watcher = PostgresStore::open(&watched_url)
+        .await
+        .expect("open watcher");
+    let writer = PostgresStore::open(&schema.url).await.expect("open writer");
+    let notify = Arc::new(Notify::new());
+    watcher.watch_changes(notify.clone()).expect("watch");
+    assert!(
+        woken(&notify, Duration::from_secs(5)).await,
+        "wake-up on listening"
+    );
+
+    writer
+        .task_insert(new_task("wake", now_ms()))
+        .await
+        .expect("insert");
+    assert!(
+        woken(&notify, Duration::from_secs(5)).await,
+        "wake-up on insert"
+    );
+
+    let admin = schema.connect().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("terminate");
+    // Listening again (a wake-up), then woken by the next commit.
+    assert!(
+        woken(&notify, Duration::from_secs(10)).await,
+        "wake-up on reconnecting"
+    );
+    writer
+        .task_insert(new_task("wake-again", now_ms()))
+        .await
+        .expect("insert");
+    assert!(
+        woken(&notify, Duration::from_secs(5)).await,
+        "wake-up after reconnecting"
+    );
+    // The watcher's own pool lost its connections too, and recovers.
+    let t = watcher
+        .task_insert(new_task("after-kill", now_ms()))
+        .await
+        .expect("the pool replaces killed connections");
+    assert_eq!(watcher.task_get(t.id).await.expect("get"), Some(t));
+}
+
+/// Errors name the database without its password.
+#[tokio::test]
+async fn errors_never_contain_the_password() {
+    for url in [
+        "postgres://jobslot:hunter2secret@127.0.0.1:1/test?connect_timeout=2",
+        "postgresql://127.0.0.1:1/test?password=hunter2secret&connect_timeout=2",
+        "postgres://jobslot:hunter2secret@127.0.0.1:5432/test?nonsense=1",
+    ] {
+        let e = match crate::store::open(url).await {
+            Ok(_) => panic!("{url} should not open"),
+            Err(e) => e,
+        };
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("hunter2secret"), "{text}");
+        if url.contains(":1/") {
+            assert!(
+                matches!(&e, StoreError::Postgres { code: Some(c), .. } if c.starts_with("08")),
+                "a refused connection is a connection failure: {e:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! [`Store`] for [`PostgresStore`]: each method one transaction (or one read),
+//! delegating to the statement modules, and sending a notification from the
+//! writes that can make work for another instance.
+
+use super::listen::{notify, spawn_listener};
+use super::rows::{execute, instance_columns, ms};
+use super::{PostgresStore, claim, migrations, queries, schedules, tasks};
+use crate::model::{Task, TaskStatus};
+use crate::store::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// A transaction (or read) body for the retrying helpers: a closure that
+/// clones the named captures for each attempt and returns a boxed future.
+macro_rules! body {
+    (|$c:ident $(, $v:ident)*| $e:expr) => {
+        move |$c| {
+            $(let $v = $v.clone();)*
+            Box::pin(async move { $e })
+        }
+    };
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> StoreResult<u32> {
+        let schema: Arc<str> = self.schema.as_str().into();
+        self.write_rc(body!(|tx, schema| migrations::migrate(tx, &schema).await))
+            .await
+    }
+
+    async fn instance_register(&self, p: InstanceRegisterParams) -> StoreResult<()> {
+        let p = Arc::new(p);
+        self.write_rc(body!(|tx, p| {
+            let sql = concat!(
+                "INSERT INTO instances (",
+                instance_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            );
+            execute(
+                tx,
+                sql,
+                &[
+                    &p.id,
+                    &p.name,
+                    &p.host,
+                    &i64::from(p.pid),
+                    &i64::from(p.slots),
+                    &p.queues.join(","),
+                    &ms(p.started_at),
+                    &ms(p.heartbeat_at),
+                    &p.stopped_at.map(ms),
+                ],
+            )
+            .await?;
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn instance_heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write_rc(body!(|tx| {
+            let sql = "UPDATE instances SET heartbeat_at = $1 WHERE id = $2";
+            execute(tx, sql, &[&ms(now), &id]).await?;
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn instance_stop(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.write_rc(body!(|tx| {
+            let sql = "UPDATE instances SET stopped_at = $1, heartbeat_at = $1 WHERE id = $2";
+            execute(tx, sql, &[&ms(now), &id]).await?;
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn instance_list(&self) -> StoreResult<Vec<Instance>> {
+        self.read(body!(|c| queries::instance_list(c).await)).await
+    }
+
+    async fn task_insert(&self, p: NewTask) -> StoreResult<Task> {
+        let (p, channel) = (Arc::new(p), self.channel.clone());
+        self.write(body!(|tx, p, channel| {
+            tasks::insert(tx, &p).await?;
+            notify(tx, &channel).await?;
+            tasks::get(tx, p.id)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchTask(p.id.to_string()))
+        }))
+        .await
+    }
+
+    async fn task_get(&self, id: Uuid) -> StoreResult<Option<Task>> {
+        self.read(body!(|c| tasks::get(c, id).await)).await
+    }
+
+    async fn task_find_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<Task>> {
+        let prefix: Arc<str> = prefix.into();
+        self.read(body!(
+            |c, prefix| queries::find_prefix(c, &prefix, limit).await
+        ))
+        .await
+    }
+
+    async fn task_list(&self, p: TaskListParams) -> StoreResult<Vec<Task>> {
+        let p = Arc::new(p);
+        self.read(body!(|c, p| queries::list(c, &p).await)).await
+    }
+
+    async fn task_claim(&self, p: TaskClaimParams) -> StoreResult<Vec<Task>> {
+        let p = Arc::new(p);
+        self.write_rc(body!(|tx, p| claim::claim(tx, &p).await))
+            .await
+    }
+
+    async fn task_mark_spawned(&self, p: Vec<TaskSpawnedParams>) -> StoreResult<()> {
+        let p = Arc::new(p);
+        self.write_rc(body!(|tx, p| {
+            for s in p.iter() {
+                execute(
+                    tx,
+                    "UPDATE tasks SET pgid = $1, log = $2 WHERE id = $3 AND status = $4",
+                    &[&s.pgid, &s.log, &s.id, &TaskStatus::Running.as_str()],
+                )
+                .await?;
+            }
+            Ok(())
+        }))
+        .await
+    }
+
+    async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool> {
+        let (p, channel) = (Arc::new(p), self.channel.clone());
+        self.write_rc(body!(|tx, p, channel| {
+            let n = execute(
+                tx,
+                "UPDATE tasks SET status = $1, due_at = $2, instance_id = NULL, instance_name = NULL,
+                    host = NULL, started_at = NULL, deadline_at = NULL
+                 WHERE id = $3 AND status = $4 AND instance_id = $5",
+                &[
+                    &TaskStatus::Pending.as_str(),
+                    &ms(p.due_at),
+                    &p.id,
+                    &TaskStatus::Running.as_str(),
+                    &p.instance_id,
+                ],
+            )
+            .await?;
+            if n > 0 {
+                notify(tx, &channel).await?;
+            }
+            Ok(n > 0)
+        }))
+        .await
+    }
+
+    async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>> {
+        let (p, channel) = (Arc::new(p), self.channel.clone());
+        self.write(body!(|tx, p, channel| {
+            let mut applied = Vec::with_capacity(p.len());
+            let mut made_work = false;
+            for f in p.iter() {
+                let r = tasks::finish(tx, f).await?;
+                applied.push(r.is_some());
+                made_work |= r == Some(true);
+            }
+            // Wake other instances only when there is new work for them.
+            if made_work {
+                notify(tx, &channel).await?;
+            }
+            Ok(applied)
+        }))
+        .await
+    }
+
+    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<CancelOutcome> {
+        let channel = self.channel.clone();
+        self.write(body!(|tx, channel| {
+            let Some(t) = tasks::get(tx, id).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let outcome = match t.status {
+                TaskStatus::Pending | TaskStatus::Waiting => {
+                    tasks::cancel_pending(tx, id, t.status, now, "canceled").await?;
+                    CancelOutcome::Canceled
+                }
+                TaskStatus::Running => {
+                    let sql = "UPDATE tasks SET cancel_requested = true WHERE id = $1";
+                    execute(tx, sql, &[&id]).await?;
+                    CancelOutcome::StopRequested
+                }
+                s => return Ok(CancelOutcome::AlreadyEnded(s)),
+            };
+            notify(tx, &channel).await?;
+            Ok(outcome)
+        }))
+        .await
+    }
+
+    async fn task_cancel_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.read(body!(|c| queries::cancel_requests(c, instance).await))
+            .await
+    }
+
+    async fn task_list_orphans(&self, p: OrphanParams) -> StoreResult<Vec<Task>> {
+        let p = Arc::new(p);
+        self.read(body!(|c, p| queries::orphans(c, &p).await)).await
+    }
+
+    async fn task_next_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read(body!(|c| tasks::next_due(c, now).await)).await
+    }
+
+    async fn task_next_foreign_deadline(&self, me: Uuid) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read(body!(|c| queries::next_foreign_deadline(c, me).await))
+            .await
+    }
+
+    async fn task_logs_local(&self, host: &str, limit: usize) -> StoreResult<Vec<LocalLog>> {
+        let host: Arc<str> = host.into();
+        self.read(body!(|c, host| queries::logs_local(c, &host, limit).await))
+            .await
+    }
+
+    async fn task_log_uploaded(&self, id: Uuid, url: &str) -> StoreResult<bool> {
+        let url: Arc<str> = url.into();
+        self.write_rc(body!(|tx, url| {
+            let n = execute(
+                tx,
+                "UPDATE tasks SET log = $1, log_local = false WHERE id = $2 AND log_local",
+                &[&&*url, &id],
+            )
+            .await?;
+            Ok(n > 0)
+        }))
+        .await
+    }
+
+    async fn task_list_prunable(&self, p: TaskPruneParams) -> StoreResult<Vec<PrunableTask>> {
+        let p = Arc::new(p);
+        self.read(body!(|c, p| queries::prunable(c, &p).await))
+            .await
+    }
+
+    async fn task_delete_finished(&self, ids: Vec<Uuid>) -> StoreResult<usize> {
+        let ids = Arc::new(ids);
+        self.write_rc(body!(|tx, ids| {
+            let finished: Vec<&str> = TaskStatus::ALL
+                .iter()
+                .filter(|s| s.is_terminal())
+                .map(|s| s.as_str())
+                .collect();
+            let n = execute(
+                tx,
+                "DELETE FROM tasks WHERE id = ANY($1) AND status = ANY($2)",
+                &[&*ids, &finished],
+            )
+            .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        }))
+        .await
+    }
+
+    async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
+        let (p, channel) = (Arc::new(p), self.channel.clone());
+        let schema: Arc<str> = self.schema.as_str().into();
+        self.write(body!(|tx, p, channel, schema| {
+            let report = schedules::apply(tx, &schema, &p).await?;
+            notify(tx, &channel).await?;
+            Ok(report)
+        }))
+        .await
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRow>> {
+        self.read(body!(|c| schedules::list(c).await)).await
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRow>> {
+        let name: Arc<str> = name.into();
+        self.read(body!(|c, name| schedules::get(c, &name).await))
+            .await
+    }
+
+    fn watch_changes(&self, notify: Arc<Notify>) -> StoreResult<()> {
+        let handle = spawn_listener(self.config.clone(), self.channel.to_string(), notify)?;
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        Ok(())
+    }
+}

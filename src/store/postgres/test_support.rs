@@ -1,0 +1,116 @@
+//! Test support for the PostgreSQL backend: where the test server is
+//! (`JOBSLOT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`),
+//! and a fresh schema per test, dropped when the test ends (passed or not).
+//!
+//! Outside CI a test that cannot reach PostgreSQL is skipped with a message;
+//! under `CI=true` it fails, so a broken setup never passes silently.
+
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+/// The server the tests use.
+pub fn base_url() -> String {
+    std::env::var("JOBSLOT_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// `base` with its search path set to `schema` (and extra `key=value` settings).
+pub fn url_with(base: &str, schema: &str, extra: &[(&str, &str)]) -> String {
+    let mut url = base.to_string();
+    let mut add = |key: &str, value: &str| {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("{key}={value}"));
+    };
+    add("options", &format!("-csearch_path%3D{schema}"));
+    for (k, v) in extra {
+        add(k, v);
+    }
+    url
+}
+
+/// A schema of its own for one test; dropped with everything in it on drop.
+pub struct TestSchema {
+    /// The schema's name.
+    pub name: String,
+    /// The server's URL without the search path.
+    pub base: String,
+    /// A URL whose connections use this schema.
+    pub url: String,
+}
+
+impl TestSchema {
+    /// A fresh schema name on a reachable server, or `None` (after saying why)
+    /// when the server cannot be reached outside CI.
+    pub async fn fresh() -> Option<Self> {
+        let base = base_url();
+        let reached = tokio::time::timeout(Duration::from_secs(5), async {
+            let (client, conn) = tokio_postgres::connect(&base, NoTls).await?;
+            let driver = tokio::spawn(conn);
+            client.simple_query("SELECT 1").await?;
+            drop(client);
+            let _ = driver.await;
+            Ok::<_, tokio_postgres::Error>(())
+        })
+        .await;
+        let why = match reached {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(super::conn::message(&e)),
+            Err(_) => Some("no answer within 5 s".to_string()),
+        };
+        if let Some(why) = why {
+            let text = format!(
+                "PostgreSQL is not reachable at {} ({why}); set JOBSLOT_TEST_POSTGRES to a server",
+                super::redact_url(&base)
+            );
+            assert!(!in_ci(), "{text}");
+            eprintln!("skipping: {text}");
+            return None;
+        }
+        let name = format!("js_test_{}", uuid::Uuid::now_v7().simple());
+        let url = url_with(&base, &name, &[]);
+        Some(Self { name, base, url })
+    }
+
+    /// A plain connection on this schema (which may not exist yet).
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url));
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let sql = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            super::conn::quote_ident(&self.name)
+        );
+        // Its own thread and runtime: this may run while a runtime unwinds.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&base, NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test schema {}: {e}", self.name);
+        }
+    }
+}

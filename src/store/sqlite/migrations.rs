@@ -1,0 +1,155 @@
+//! SQLite migrations. Version numbers are shared with every backend.
+
+use crate::model::TaskStatus;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Live states, for the partial index that allows one live occurrence per schedule.
+fn live_states() -> String {
+    [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Waiting,
+    ]
+    .iter()
+    .map(|s| format!("'{}'", s.as_str()))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// Every migration, in order: (version, SQL).
+fn migrations() -> Vec<(u32, String)> {
+    vec![
+        (
+            1,
+            format!(
+                "
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    exit_code INTEGER,
+    signal INTEGER,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    slots INTEGER NOT NULL DEFAULT 1,
+    max_execution_ms INTEGER NOT NULL,
+    kill_grace_ms INTEGER NOT NULL,
+    schedule TEXT,
+    recurrence TEXT,
+    after_schedule TEXT,
+    instance_id TEXT,
+    instance_name TEXT,
+    host TEXT,
+    pgid INTEGER,
+    parent TEXT,
+    after_id TEXT,
+    args TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    result TEXT,
+    created_at INTEGER NOT NULL,
+    due_at INTEGER,
+    started_at INTEGER,
+    ended_at INTEGER,
+    deadline_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    log TEXT
+);
+-- The claim walks this index in ORDER BY order, one priority at a time.
+CREATE INDEX tasks_claim ON tasks (status, priority DESC, due_at, id);
+CREATE INDEX tasks_due ON tasks (status, due_at);
+CREATE INDEX tasks_after ON tasks (after_id, status);
+CREATE INDEX tasks_after_schedule ON tasks (after_schedule, status);
+CREATE INDEX tasks_parent ON tasks (parent, status);
+CREATE INDEX tasks_job ON tasks (job, id);
+CREATE INDEX tasks_status ON tasks (status, id);
+CREATE UNIQUE INDEX tasks_schedule_live ON tasks (schedule)
+    WHERE schedule IS NOT NULL AND status IN ({live});
+
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    slots INTEGER NOT NULL,
+    queues TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at INTEGER
+);
+
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    recurrence TEXT NOT NULL,
+    args TEXT NOT NULL,
+    last_completed_at INTEGER
+);
+
+CREATE TABLE jobs (
+    name TEXT PRIMARY KEY,
+    slots INTEGER NOT NULL,
+    max_execution_ms INTEGER NOT NULL,
+    kill_grace_ms INTEGER NOT NULL
+);
+",
+                live = live_states()
+            ),
+        ),
+        (
+            2,
+            format!(
+                "
+-- 1 while a finished task's log is a local file not yet uploaded to storage.
+ALTER TABLE tasks ADD COLUMN log_local INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET log_local = 1
+    WHERE status IN ({terminal}) AND log IS NOT NULL AND log NOT LIKE 's3://%';
+CREATE INDEX tasks_log_local ON tasks (host, id) WHERE log_local = 1;
+CREATE INDEX tasks_ended ON tasks (status, ended_at);
+",
+                terminal = terminal_states()
+            ),
+        ),
+    ]
+}
+
+/// Terminal states, for migrations that look at finished tasks.
+fn terminal_states() -> String {
+    [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Canceled,
+    ]
+    .iter()
+    .map(|s| format!("'{}'", s.as_str()))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// Applies pending migrations; returns the resulting version. Safe when several
+/// processes start at once (the check and the migration share one write lock).
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: u32 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut version = current;
+    for (v, sql) in migrations() {
+        if v > current {
+            tx.execute_batch(&sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                rusqlite::params![v, chrono::Utc::now().timestamp_millis()],
+            )?;
+            version = v;
+        }
+    }
+    tx.commit()?;
+    Ok(version)
+}

@@ -1,0 +1,390 @@
+//! Task statements for SQLite. Each function runs inside a transaction the
+//! caller opened (`BEGIN IMMEDIATE` for writes).
+
+use super::rows::{TASK_COLUMNS, from_ms, ms, task_from_row};
+use crate::model::{Task, TaskStatus};
+use crate::store::{
+    AfterLink, NewTask, StoreError, StoreResult, TaskClaimParams, TaskFinishParams,
+};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+const PENDING: &str = TaskStatus::Pending.as_str();
+
+fn st(s: TaskStatus) -> &'static str {
+    s.as_str()
+}
+
+/// One task by id.
+pub fn get(c: &Connection, id: Uuid) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![id.to_string()])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(task_from_row(r)?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs a `SELECT {TASK_COLUMNS} …` and reads every row.
+pub fn query(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> StoreResult<Vec<Task>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(task_from_row(r)?);
+    }
+    Ok(out)
+}
+
+fn live_occurrence(c: &Connection, schedule: &str) -> StoreResult<Option<(Uuid, TaskStatus)>> {
+    let row: Option<(String, String)> = c
+        .prepare_cached(
+            "SELECT id, status FROM tasks WHERE schedule = ?1 AND status IN (?2, ?3, ?4)",
+        )?
+        .query_row(
+            params![
+                schedule,
+                st(TaskStatus::Pending),
+                st(TaskStatus::Running),
+                st(TaskStatus::Waiting)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(id, s)| {
+        let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
+            table: "tasks",
+            id: id.clone(),
+            why: e.to_string(),
+        })?;
+        let s =
+            s.parse().map_err(
+                |e: crate::model::status::UnknownStatus| StoreError::Corrupt {
+                    table: "tasks",
+                    id: id.to_string(),
+                    why: e.to_string(),
+                },
+            )?;
+        Ok((id, s))
+    })
+    .transpose()
+}
+
+/// The live occurrence of a schedule, if any.
+pub fn live_of(c: &Connection, schedule: &str) -> StoreResult<Option<Uuid>> {
+    Ok(live_occurrence(c, schedule)?.map(|(id, _)| id))
+}
+
+/// Inserts a task, resolving its `after` link, and links waiting occurrences of
+/// `after` schedules to it when it is an occurrence of their schedule.
+pub fn insert(c: &Connection, t: &NewTask) -> StoreResult<()> {
+    let mut status = TaskStatus::Pending;
+    let mut reason: Option<String> = None;
+    let mut due = Some(ms(t.due_at));
+    let mut after_id = None;
+    let mut after_schedule = None;
+    match &t.after {
+        AfterLink::None => {}
+        AfterLink::Task(x) => {
+            let pred = get(c, *x)?.ok_or_else(|| StoreError::NoSuchTask(x.to_string()))?;
+            after_id = Some(x.to_string());
+            match pred.status {
+                TaskStatus::Completed => {}
+                TaskStatus::Failed | TaskStatus::Canceled => {
+                    status = TaskStatus::Canceled;
+                    reason = Some(format!("after: task {x} {}", pred.status));
+                    due = None;
+                }
+                _ => due = None,
+            }
+        }
+        AfterLink::Schedule(u) => {
+            after_schedule = Some(u.clone());
+            after_id = live_of(c, u)?.map(|id| id.to_string());
+            due = None;
+        }
+    }
+    let ended = status.is_terminal().then(|| ms(t.created_at));
+    c.prepare_cached(
+        "INSERT INTO tasks (id, job, status, reason, attempt, queue, priority, slots,
+            max_execution_ms, kill_grace_ms, schedule, recurrence, after_schedule, parent,
+            after_id, args, metadata, created_at, due_at, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?
+    .execute(params![
+        t.id.to_string(),
+        t.job,
+        st(status),
+        reason,
+        t.attempt,
+        t.queue,
+        t.priority,
+        t.slots,
+        t.max_execution_time.as_millis() as i64,
+        t.kill_grace.as_millis() as i64,
+        t.schedule,
+        t.recurrence.as_ref().map(|v| v.to_string()),
+        after_schedule,
+        t.parent.map(|p| p.to_string()),
+        after_id,
+        t.args.to_string(),
+        t.metadata.to_string(),
+        ms(t.created_at),
+        due,
+        ended,
+    ])?;
+    if let Some(s) = &t.schedule {
+        c.prepare_cached(
+            "UPDATE tasks SET after_id = ?1 WHERE after_schedule = ?2 AND status = ?3 AND after_id IS NULL",
+        )?
+        .execute(params![t.id.to_string(), s, PENDING])?;
+    }
+    Ok(())
+}
+
+/// The claim's candidate query for one priority level: an index range scan over
+/// `tasks_claim (status, priority DESC, due_at, id)` in ORDER BY order, which
+/// stops at the first task not yet due however many wait behind it.
+pub fn claim_select() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND priority = ?2
+         AND due_at <= ?3 AND slots <= ?4
+         AND (?6 = '' OR instr(?6, ',' || queue || ',') > 0)
+         ORDER BY due_at, id LIMIT ?5"
+    )
+}
+
+/// Claims due tasks: one priority level at a time (each an index range scan that
+/// stops at the first task not yet due), greedily while slots remain.
+pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
+    let now = ms(p.now);
+    let mut free = p.free_slots;
+    let mut picked: Vec<Task> = Vec::new();
+    let mut below: Option<i64> = None;
+    let queues = if p.queues.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", p.queues.join(","))
+    };
+    let select = claim_select();
+    let mut update = c.prepare_cached(
+        "UPDATE tasks SET status = ?1, instance_id = ?2, instance_name = ?3, host = ?4,
+            started_at = ?5, deadline_at = ?5 + max_execution_ms
+         WHERE id = ?6 AND status = ?7",
+    )?;
+    while free > 0 && picked.len() < p.limit {
+        let priority: Option<i64> = match below {
+            None => c
+                .prepare_cached("SELECT MAX(priority) FROM tasks WHERE status = ?1")?
+                .query_row(params![PENDING], |r| r.get(0))?,
+            Some(b) => c
+                .prepare_cached(
+                    "SELECT MAX(priority) FROM tasks WHERE status = ?1 AND priority < ?2",
+                )?
+                .query_row(params![PENDING, b], |r| r.get(0))?,
+        };
+        let Some(priority) = priority else { break };
+        below = Some(priority);
+        // Within one level, read again while a task was taken and another was
+        // left out for want of slots: a smaller one behind it may still fit.
+        loop {
+            let want = (p.limit - picked.len()) as i64;
+            let candidates = query(
+                c,
+                &select,
+                &[&PENDING, &priority, &now, &free, &want, &queues],
+            )?;
+            let mut took = false;
+            let mut skipped = false;
+            for mut t in candidates {
+                if picked.len() >= p.limit || free == 0 {
+                    break;
+                }
+                if t.slots > free {
+                    skipped = true;
+                    continue;
+                }
+                update.execute(params![
+                    st(TaskStatus::Running),
+                    p.instance_id.to_string(),
+                    p.instance_name,
+                    p.host,
+                    now,
+                    t.id.to_string(),
+                    PENDING
+                ])?;
+                free -= t.slots;
+                t.status = TaskStatus::Running;
+                t.instance_id = Some(p.instance_id);
+                t.instance = Some(p.instance_name.clone());
+                t.host = Some(p.host.clone());
+                t.started_at = Some(p.now);
+                t.deadline_at = Some(
+                    p.now + chrono::Duration::milliseconds(t.max_execution_time.as_millis() as i64),
+                );
+                picked.push(t);
+                took = true;
+            }
+            if !(took && skipped) || free == 0 || picked.len() >= p.limit {
+                break;
+            }
+        }
+    }
+    Ok(picked)
+}
+
+/// Ends one task if it is still as the writer saw it; then releases or cancels
+/// the tasks waiting on it and inserts its next occurrence.
+pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
+    // Nothing overwrites a terminal state.
+    if p.expect.is_terminal() {
+        return Ok(false);
+    }
+    let changed = c
+        .prepare_cached(
+            "UPDATE tasks SET status = ?1, reason = ?2, exit_code = ?3, signal = ?4, ended_at = ?5,
+                result = ?6, log = COALESCE(?7, log), pgid = NULL,
+                log_local = (COALESCE(?7, log) IS NOT NULL AND COALESCE(?7, log) NOT LIKE 's3://%')
+             WHERE id = ?8 AND status = ?9 AND (?10 IS NULL OR instance_id = ?10)",
+        )?
+        .execute(params![
+            st(p.status),
+            p.reason,
+            p.exit_code,
+            p.signal,
+            ms(p.ended_at),
+            p.result.as_ref().map(|v| v.to_string()),
+            p.log,
+            p.id.to_string(),
+            st(p.expect),
+            p.expect_instance.map(|i| i.to_string()),
+        ])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let schedule: Option<String> = c
+        .prepare_cached("SELECT schedule FROM tasks WHERE id = ?1")?
+        .query_row(params![p.id.to_string()], |r| r.get(0))?;
+    if let (TaskStatus::Completed, Some(s)) = (p.status, &schedule) {
+        c.prepare_cached("UPDATE schedules SET last_completed_at = ?1 WHERE name = ?2")?
+            .execute(params![ms(p.ended_at), s])?;
+    }
+    if let Some(next) = &p.next {
+        let keep = match &next.schedule {
+            Some(s) => c
+                .prepare_cached("SELECT 1 FROM schedules WHERE name = ?1")?
+                .query_row(params![s], |_| Ok(()))
+                .optional()?
+                .is_some(),
+            None => true,
+        };
+        if keep {
+            insert(c, next)?;
+        }
+    }
+    release_dependents(c, p.id, p.status, p.ended_at)?;
+    Ok(true)
+}
+
+/// After `id` ended with `status`: on completion its dependents become due; on
+/// failure or cancellation they are canceled, transitively, and each canceled
+/// occurrence of an `after` schedule is replaced by a fresh one waiting for its
+/// schedule's next occurrence.
+pub fn release_dependents(
+    c: &Connection,
+    id: Uuid,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if status == TaskStatus::Completed {
+        c.prepare_cached("UPDATE tasks SET due_at = ?1 WHERE after_id = ?2 AND status = ?3")?
+            .execute(params![ms(now), id.to_string(), PENDING])?;
+        return Ok(());
+    }
+    let mut work = vec![(id, status)];
+    while let Some((pred, pred_status)) = work.pop() {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE after_id = ?1 AND status = ?2");
+        let dependents = query(c, &sql, &[&pred.to_string(), &PENDING])?;
+        for d in dependents {
+            c.prepare_cached(
+                "UPDATE tasks SET status = ?1, reason = ?2, ended_at = ?3 WHERE id = ?4 AND status = ?5",
+            )?
+            .execute(params![
+                st(TaskStatus::Canceled),
+                format!("after: task {pred} {pred_status}"),
+                ms(now),
+                d.id.to_string(),
+                PENDING
+            ])?;
+            work.push((d.id, TaskStatus::Canceled));
+            let after_schedule: Option<String> = c
+                .prepare_cached("SELECT after_schedule FROM tasks WHERE id = ?1")?
+                .query_row(params![d.id.to_string()], |r| r.get(0))?;
+            if let Some(u) = after_schedule {
+                insert(
+                    c,
+                    &NewTask::fresh_occurrence(&d, AfterLink::Schedule(u), now),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cancels a pending (or waiting) task and its dependents.
+pub fn cancel_pending(
+    c: &Connection,
+    id: Uuid,
+    expect: TaskStatus,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE tasks SET status = ?1, reason = ?2, ended_at = ?3 WHERE id = ?4 AND status = ?5",
+        )?
+        .execute(params![st(TaskStatus::Canceled), reason, ms(now), id.to_string(), st(expect)])?;
+    if n > 0 {
+        release_dependents(c, id, TaskStatus::Canceled, now)?;
+    }
+    Ok(n > 0)
+}
+
+/// Earliest due time after `now` among pending tasks.
+pub fn next_due(c: &Connection, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+    let v: Option<i64> = c
+        .prepare_cached("SELECT MIN(due_at) FROM tasks WHERE status = ?1 AND due_at > ?2")?
+        .query_row(params![PENDING, ms(now)], |r| r.get(0))?;
+    Ok(v.map(from_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(c: &Connection, sql: &str) -> String {
+        let mut stmt = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = stmt
+            .query_map(params![PENDING, 0, 0, 1, 8, "",], |r| r.get::<_, String>(3))
+            .expect("plan");
+        rows.map(|r| r.unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Regression: an index that does not match the claim's ORDER BY sorts every
+    /// due row on each claim (19 claims/s with a million rows).
+    #[test]
+    fn claim_query_walks_its_index_without_sorting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = Connection::open(dir.path().join("db")).expect("open");
+        super::super::migrations::migrate(&mut c).expect("migrate");
+        let p = plan(&c, &claim_select());
+        assert!(p.contains("USING INDEX tasks_claim"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "the claim sorts: {p}");
+    }
+}
