@@ -59,6 +59,41 @@ async fn timeout_kills_a_grandchild_that_ignores_sigterm(backend: Backend) {
     assert!(inst.stop().success());
 }
 
+on_both!(the_kill_comes_before_the_orphan_deadline_even_with_a_long_kill_grace);
+/// An instance kills on its own clock, with or without the database; a kill
+/// grace longer than the orphan grace is cut to half of it, so no task still
+/// runs when another instance may declare it orphaned.
+async fn the_kill_comes_before_the_orphan_deadline_even_with_a_long_kill_grace(backend: Backend) {
+    let p = Project::on(backend);
+    stubborn_job(&p);
+    p.schema(
+        "jobs.toml",
+        "[jobs.stubborn]\nmax_execution_time = \"400ms\"\nkill_grace = \"30s\"\n",
+    );
+    let inst = p.start("a", 1, &["--orphan-grace", "1s"]);
+    let store = p.store().await;
+    let id = enqueue(&p, &["stubborn"]);
+    let gc = wait_for("grandchild pid", Duration::from_secs(10), || async {
+        read_pid(&p, id)
+    })
+    .await;
+    let t = wait_terminal(store.as_ref(), id, Duration::from_secs(10)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert_eq!(t.reason.as_deref(), Some("timeout"));
+    let deadline = t.deadline_at.expect("deadline");
+    let ended = t.ended_at.expect("ended");
+    assert!(
+        ended >= deadline + chrono::Duration::milliseconds(500),
+        "SIGKILL came before the capped grace: ended {ended}, deadline {deadline}"
+    );
+    assert!(
+        ended < deadline + chrono::Duration::seconds(1),
+        "still running at the orphan deadline: ended {ended}, deadline {deadline}"
+    );
+    assert!(!pid_alive(gc), "the grandchild survived");
+    assert!(inst.stop().success());
+}
+
 on_both!(orphan_rule_after_kill_9_fails_the_task_after_deadline_plus_grace_and_kills_leftovers);
 async fn orphan_rule_after_kill_9_fails_the_task_after_deadline_plus_grace_and_kills_leftovers(
     backend: Backend,

@@ -69,7 +69,11 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
                 log_path: log_path.clone(),
                 log_cap: cfg.log_cap,
                 deadline: tokio::time::Instant::now() + remaining,
-                kill_grace: task.kill_grace,
+                // The runner kills on its own clock, with or without the
+                // database; capping the grace at half the orphan grace means
+                // a task cut off from the database is gone well before any
+                // other instance may declare it orphaned.
+                kill_grace: task.kill_grace.min(cfg.orphan_grace / 2),
             };
             shared.runner.start(spec).await
         }
