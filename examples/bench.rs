@@ -100,30 +100,37 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Waits until the tasks `ids` have all ended, and returns the newest `n`
+/// tasks of `job`. Polls cheaply, by id, the task claimed last (claims go in
+/// due-time then id order), so that watching costs the machine little.
 async fn wait_done(
     store: &dyn Store,
     job: &str,
-    n: usize,
+    ids: &[Uuid],
     limit: Duration,
 ) -> Res<Vec<jobslot::model::Task>> {
     let start = Instant::now();
+    let last = *ids.iter().max().ok_or("no tasks")?;
     loop {
-        let all = store
-            .task_list(TaskListParams {
-                job: Some(job.into()),
-                limit: n,
-                ..Default::default()
-            })
-            .await?;
-        if all.iter().filter(|t| t.status.is_terminal()).count() >= n {
-            return Ok(all);
+        let ended = store
+            .task_get(last)
+            .await?
+            .is_some_and(|t| t.status.is_terminal());
+        if ended {
+            let all = store
+                .task_list(TaskListParams {
+                    job: Some(job.into()),
+                    limit: ids.len(),
+                    ..Default::default()
+                })
+                .await?;
+            let done = all.iter().filter(|t| t.status.is_terminal()).count();
+            if done >= ids.len() {
+                return Ok(all);
+            }
         }
         if start.elapsed() > limit {
-            return Err(format!(
-                "{job}: only {} of {n} ended in {limit:?}",
-                all.iter().filter(|t| t.status.is_terminal()).count()
-            )
-            .into());
+            return Err(format!("{job}: tasks still unfinished after {limit:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -157,12 +164,16 @@ async fn end_to_end(store: &dyn Store, label: &str) -> Res<f64> {
 async fn end_to_end_once(store: &dyn Store) -> Res<f64> {
     let due_ms = chrono::Utc::now().timestamp_millis() + 1500;
     let due = chrono::DateTime::from_timestamp_millis(due_ms).ok_or("time")?;
+    let mut ids = Vec::with_capacity(TASKS);
     for _ in 0..TASKS {
-        store
-            .task_insert(task("noop", due, Duration::from_secs(60)))
-            .await?;
+        ids.push(
+            store
+                .task_insert(task("noop", due, Duration::from_secs(60)))
+                .await?
+                .id,
+        );
     }
-    let tasks = wait_done(store, "noop", TASKS, Duration::from_secs(120)).await?;
+    let tasks = wait_done(store, "noop", &ids, Duration::from_secs(120)).await?;
     let recent: Vec<_> = tasks.iter().filter(|t| t.start_at == Some(due)).collect();
     let failed = recent
         .iter()
@@ -268,12 +279,16 @@ async fn dispatch_latency(label: &str, store: &dyn Store, dir: &Path) -> Res<()>
 
 async fn kill_overshoot(store: &dyn Store) -> Res<()> {
     let due = chrono::Utc::now();
+    let mut ids = Vec::new();
     for _ in 0..80 {
-        store
-            .task_insert(task("sleeper", due, Duration::from_millis(200)))
-            .await?;
+        ids.push(
+            store
+                .task_insert(task("sleeper", due, Duration::from_millis(200)))
+                .await?
+                .id,
+        );
     }
-    let tasks = wait_done(store, "sleeper", 80, Duration::from_secs(60)).await?;
+    let tasks = wait_done(store, "sleeper", &ids, Duration::from_secs(60)).await?;
     let mut over: Vec<f64> = tasks
         .iter()
         .filter(|t| t.reason.as_deref() == Some("timeout"))
@@ -371,19 +386,63 @@ async fn claim_throughput(label: &str, url_for: impl Fn(usize) -> String) -> Res
     Ok(())
 }
 
-/// End-to-end rate and dispatch latency against one database.
-async fn backend_run(label: &str, dir: &Path, url: &str) -> Res<f64> {
-    let store: Arc<dyn Store> = jobslot::store::open(url).await?;
-    let mut inst = start_instance(dir, url)?;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let rate = end_to_end(store.as_ref(), &format!("{label} end to end")).await?;
-    dispatch_latency(label, store.as_ref(), dir).await?;
+fn stop_instance(mut inst: Child) -> Res<()> {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(inst.id().to_string())
         .status();
     inst.wait()?;
-    Ok(rate)
+    Ok(())
+}
+
+/// One backend under test: a store handle and its running instance.
+struct Backend {
+    label: &'static str,
+    store: Arc<dyn Store>,
+    inst: Child,
+    rates: Vec<f64>,
+}
+
+impl Backend {
+    async fn start(label: &'static str, dir: &Path, url: &str) -> Res<Self> {
+        Ok(Self {
+            label,
+            store: jobslot::store::open(url).await?,
+            inst: start_instance(dir, url)?,
+            rates: Vec::new(),
+        })
+    }
+
+    /// Prints the median end-to-end rate and returns it.
+    fn report(&mut self) -> f64 {
+        let shown: Vec<String> = self.rates.iter().map(|r| format!("{r:.0}")).collect();
+        let rate = pct(&mut self.rates.clone(), 0.5);
+        println!(
+            "{:<44} {rate:>8.0} tasks/s  (median of {} rounds of {TASKS}: {})",
+            format!("{} end to end", self.label),
+            shown.len(),
+            shown.join(", ")
+        );
+        rate
+    }
+}
+
+/// End-to-end rates of every backend, round by round in turn (so that the
+/// machine's changing load falls on all of them alike), then dispatch latency.
+/// Returns the median rates in order.
+async fn compare_backends(dir: &Path, backends: &mut [Backend]) -> Res<Vec<f64>> {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..rounds() {
+        for b in backends.iter_mut() {
+            let rate = end_to_end_once(b.store.as_ref()).await?;
+            b.rates.push(rate);
+        }
+    }
+    let medians: Vec<f64> = backends.iter_mut().map(Backend::report).collect();
+    for b in backends.iter() {
+        dispatch_latency(b.label, b.store.as_ref(), dir).await?;
+    }
+    Ok(medians)
 }
 
 fn postgres_url(schema: &str) -> String {
@@ -412,22 +471,52 @@ async fn main() -> Res<()> {
 
     let db = dir.join(".jobslot/jobslot.db");
     let sqlite_url = format!("sqlite://{}", db.display());
-    let rate = backend_run("SQLite", &dir, &sqlite_url).await?;
+    let with_pg = !std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0");
+    let tag = Uuid::now_v7().simple().to_string();
+    let pg_url = postgres_url(&format!("bench_{tag}"));
+    let mut backends = vec![Backend::start("SQLite", &dir, &sqlite_url).await?];
+    if with_pg {
+        backends.push(Backend::start("PostgreSQL", &dir, &pg_url).await?);
+    }
+    let medians = compare_backends(&dir, &mut backends).await?;
+    let rate = medians[0];
     println!(
         "{:<44} {:>8.2}",
         "SQLite ratio end to end / baseline",
         rate / base
     );
+    if let [sqlite, pg] = &backends[..] {
+        let mut ratios: Vec<f64> = sqlite
+            .rates
+            .iter()
+            .zip(&pg.rates)
+            .map(|(s, p)| p / s * 100.0)
+            .collect();
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "{:<44} {:>8.1} %  (medians; round by round: {} %)",
+            "PostgreSQL end to end / SQLite",
+            medians[1] / rate * 100.0,
+            shown.join(", ")
+        );
+        println!(
+            "{:<44} {:>8.1} %",
+            "  median of the round-by-round ratios",
+            pct(&mut ratios, 0.5)
+        );
+    }
+    for b in backends {
+        stop_instance(b.inst)?;
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "e2e") {
+        return Ok(());
+    }
     {
         let store = jobslot::store::open(&sqlite_url).await?;
-        let mut inst = start_instance(&dir, &sqlite_url)?;
+        let inst = start_instance(&dir, &sqlite_url)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         kill_overshoot(store.as_ref()).await?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(inst.id().to_string())
-            .status();
-        inst.wait()?;
+        stop_instance(inst)?;
     }
     let claims_dir = dir.join("claims");
     claim_throughput("SQLite", |run| {
@@ -438,17 +527,7 @@ async fn main() -> Res<()> {
     })
     .await?;
 
-    if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
-        println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
-    } else {
-        let tag = Uuid::now_v7().simple().to_string();
-        let pg_url = postgres_url(&format!("bench_{tag}"));
-        let pg = backend_run("PostgreSQL", &dir, &pg_url).await?;
-        println!(
-            "{:<44} {:>8.1} %",
-            "PostgreSQL end to end / SQLite",
-            pg / rate * 100.0
-        );
+    if with_pg {
         claim_throughput("PostgreSQL", |run| {
             postgres_url(&format!("bench_{tag}_claims{run}"))
         })
@@ -462,6 +541,8 @@ async fn main() -> Res<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    } else {
+        println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
     }
 
     let million: usize = std::env::var("BENCH_NOT_DUE")
@@ -476,7 +557,7 @@ async fn main() -> Res<()> {
         t0.elapsed().as_secs_f64()
     );
     let store = jobslot::store::open(&sqlite_url).await?;
-    let mut inst = start_instance(&dir, &sqlite_url)?;
+    let inst = start_instance(&dir, &sqlite_url)?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let loaded = end_to_end(
         store.as_ref(),
@@ -488,10 +569,5 @@ async fn main() -> Res<()> {
         "rate with them / rate without",
         loaded / rate * 100.0
     );
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(inst.id().to_string())
-        .status();
-    inst.wait()?;
-    Ok(())
+    stop_instance(inst)
 }

@@ -83,13 +83,13 @@ pub(crate) fn environ_has(environ: &[u8], name: &str, value: &str) -> bool {
         .any(|entry| entry == wanted.as_bytes())
 }
 
-/// Whether process `pid` is a live member of group `pgid` started with
-/// `JOBSLOT_TASK_ID=<task_id>` in its environment.
-fn belongs_to_task(pid: i32, pgid: i32, task_id: &str) -> bool {
+/// Whether process `pid` is live, in group `pgid` (when known), and started
+/// with `JOBSLOT_TASK_ID=<task_id>` in its environment.
+fn belongs_to_task(pid: i32, pgid: Option<i32>, task_id: &str) -> bool {
     let Some(st) = read_stat(pid) else {
         return false;
     };
-    if st.pgrp != pgid || st.is_dead() {
+    if pgid.is_some_and(|g| st.pgrp != g) || st.is_dead() {
         return false;
     }
     fs::read(format!("/proc/{pid}/environ"))
@@ -98,8 +98,9 @@ fn belongs_to_task(pid: i32, pgid: i32, task_id: &str) -> bool {
 }
 
 /// Kills what is left of a dead instance's task: every live process whose
-/// process group is `pgid` and whose environment (as it was at its `exec`)
-/// carries `JOBSLOT_TASK_ID=<task_id>`. The variable is the proof that the
+/// process group is `pgid` (any group when the instance died before recording
+/// it) and whose environment (as it was at its `exec`) carries
+/// `JOBSLOT_TASK_ID=<task_id>`. The variable is the proof that the
 /// process belongs to that task and not to an unrelated group that reused the
 /// number. Each match is pinned with a pidfd, checked again, and sent SIGKILL
 /// through the pidfd, so a pid reused in between is never hit.
@@ -107,12 +108,12 @@ fn belongs_to_task(pid: i32, pgid: i32, task_id: &str) -> bool {
 /// Returns how many processes were killed. Processes that vanish or that we may
 /// not inspect or signal are skipped; this never panics. Processes that cleared
 /// the variable from their environment before `exec` are not found.
-pub fn kill_leftover_group(pgid: i32, task_id: &str) -> usize {
-    if pgid <= 1 || task_id.is_empty() {
+pub fn kill_leftover_group(pgid: Option<i32>, task_id: &str) -> usize {
+    if pgid.is_some_and(|g| g <= 1) || task_id.is_empty() {
         return 0;
     }
     let candidates: Vec<i32> = all_processes()
-        .filter(|(_, st)| st.pgrp == pgid && !st.is_dead())
+        .filter(|(_, st)| pgid.is_none_or(|g| st.pgrp == g) && !st.is_dead())
         .map(|(pid, _)| pid)
         .filter(|pid| belongs_to_task(*pid, pgid, task_id))
         .collect();
@@ -129,13 +130,13 @@ pub fn kill_leftover_group(pgid: i32, task_id: &str) -> usize {
             Ok(()) => {
                 tracing::info!(
                     pid,
-                    pgid,
+                    ?pgid,
                     task_id,
                     "killed a leftover process of a dead instance's task"
                 );
                 killed += 1;
             }
-            Err(error) => tracing::debug!(pid, pgid, %error, "could not kill leftover process"),
+            Err(error) => tracing::debug!(pid, ?pgid, %error, "could not kill leftover process"),
         }
     }
     killed

@@ -185,6 +185,11 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
             supervise::start(shared.clone(), task);
         }
     }
+    // With every slot busy, the next claim follows a slot freeing up, which
+    // wakes the dispatcher: when the next task is due does not matter yet.
+    if shared.free_slots() == 0 {
+        return Ok(orphan_deadline);
+    }
     let next_due = store.task_next_due(Utc::now()).await?;
     Ok([next_due, orphan_deadline].into_iter().flatten().min())
 }
@@ -216,13 +221,17 @@ async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc
         })
         .await?;
     for task in orphans {
-        if let (true, Some(pgid)) = (
-            task.host.as_deref() == Some(shared.instance.host.as_str()),
-            task.pgid,
-        ) {
-            let killed = crate::runner::kill_leftover_group(pgid, &task.id.to_string());
+        if task.host.as_deref() == Some(shared.instance.host.as_str()) {
+            // Without a recorded group (the instance died within moments of
+            // the spawn), every process is searched for the task's id.
+            let pgid = task.pgid;
+            let id = task.id.to_string();
+            let killed =
+                tokio::task::spawn_blocking(move || crate::runner::kill_leftover_group(pgid, &id))
+                    .await
+                    .unwrap_or(0);
             if killed > 0 {
-                tracing::warn!(task = %task.id, pgid, killed, "killed leftover processes of an orphaned task");
+                tracing::warn!(task = %task.id, ?pgid, killed, "killed leftover processes of an orphaned task");
             }
         }
         super::finish::fail_orphan(shared, task).await?;

@@ -36,28 +36,56 @@ pub enum Event {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// How long a spawn record waits before it is written. Most short tasks end
+/// within it, and their end record carries everything: one write instead of
+/// two. A longer-running task's record is written after this delay. If the
+/// instance dies before, the task's process group is unrecorded and the orphan
+/// rescue finds the leftovers by their `JOBSLOT_TASK_ID` instead.
+const SPAWN_RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The finisher loop.
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
-    while let Some(first) = rx.recv().await {
-        let mut spawned = Vec::new();
+    // Spawn records not yet written, oldest first, with when they came.
+    let mut held: Vec<(tokio::time::Instant, TaskSpawnedParams)> = Vec::new();
+    loop {
+        let first = match held.first() {
+            None => rx.recv().await,
+            Some((since, _)) => {
+                tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = tokio::time::sleep_until(*since + SPAWN_RECORD_DELAY) => Some(Event::Flush),
+                }
+            }
+        };
+        let Some(first) = first else { break };
         let mut ended = Vec::new();
         let mut done = Vec::new();
         let mut next = Some(first);
+        let mut flush_all = false;
         while let Some(ev) = next.take() {
             match ev {
-                Event::Spawned(s) => spawned.push(s),
+                Event::Spawned(s) => held.push((tokio::time::Instant::now(), s)),
                 Event::Ended(e) => ended.push(e),
                 Event::Flush => {}
-                Event::Shutdown(tx) => done.push(tx),
+                Event::Shutdown(tx) => {
+                    flush_all = true;
+                    done.push(tx)
+                }
             }
-            if spawned.len() + ended.len() < 512 {
+            if held.len() + ended.len() < 512 {
                 next = rx.try_recv().ok();
             }
         }
-        // A task that started and ended within one batch needs no spawn record:
-        // its end writes the log location and clears the process group.
-        spawned.retain(|s| !ended.iter().any(|e| e.task.id == s.id));
-        if !spawned.is_empty() {
+        // A task that ended needs no spawn record: its end writes the log
+        // location and clears the process group.
+        held.retain(|(_, s)| !ended.iter().any(|e| e.task.id == s.id));
+        let now = tokio::time::Instant::now();
+        let due = held
+            .iter()
+            .take_while(|(since, _)| flush_all || *since + SPAWN_RECORD_DELAY <= now)
+            .count();
+        if due > 0 {
+            let spawned: Vec<TaskSpawnedParams> = held.drain(..due).map(|(_, s)| s).collect();
             let store = shared.store.clone();
             persist("recording started tasks", || {
                 store.task_mark_spawned(spawned.clone())

@@ -126,7 +126,7 @@ echo $p > escaped.pid";
         .trim()
         .parse()
         .expect("pid");
-    assert_eq!(kill_leftover_group(pid, "test-escape"), 1);
+    assert_eq!(kill_leftover_group(Some(pid), "test-escape"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ async fn leftover_cleanup_kills_only_processes_of_that_task() {
     use std::os::unix::process::CommandExt;
     let mut leader = std::process::Command::new("/bin/sh")
         .arg("-c")
-        .arg("JOBSLOT_TASK_ID=t-left sleep 60 & exec sleep 61")
+        .arg("JOBSLOT_TASK_ID=t-left sleep 60 & JOBSLOT_TASK_ID=t-unrecorded sleep 60 & exec sleep 61")
         .env_remove("JOBSLOT_TASK_ID")
         .process_group(0)
         .spawn()
@@ -187,10 +187,14 @@ async fn leftover_cleanup_kills_only_processes_of_that_task() {
         })
     };
     assert!(eventually(Duration::from_secs(5), tagged).await);
-    assert_eq!(kill_leftover_group(pgid, "t-other"), 0);
-    assert_eq!(kill_leftover_group(pgid, "t-left"), 1);
+    assert!(eventually(Duration::from_secs(5), || group_of(pgid).len() == 3).await);
+    assert_eq!(kill_leftover_group(Some(pgid), "t-other"), 0);
+    assert_eq!(kill_leftover_group(None, "t-other"), 0);
+    assert_eq!(kill_leftover_group(Some(pgid), "t-left"), 1);
+    assert_eq!(kill_leftover_group(Some(pgid), "t-left"), 0);
+    // A group never recorded: found by the task id alone.
+    assert_eq!(kill_leftover_group(None, "t-unrecorded"), 1);
     assert!(eventually(Duration::from_secs(5), || group_of(pgid) == vec![pgid]).await);
-    assert_eq!(kill_leftover_group(pgid, "t-left"), 0);
     leader.kill().expect("kill leader");
     leader.wait().expect("reap leader");
 }

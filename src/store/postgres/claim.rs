@@ -2,114 +2,234 @@
 //! READ COMMITTED; candidates are read with `FOR UPDATE SKIP LOCKED`, so
 //! instances claiming at once never wait for each other nor take one task
 //! twice, and each row read stays locked until the claim commits.
+//!
+//! A claim is the hottest write there is, so it is shaped for round trips: the
+//! highest priority level and its candidates come from one statement, which
+//! travels with the BEGIN, and the UPDATE of the tasks taken travels with the
+//! COMMIT (tokio-postgres sends a request when its future is first polled, so
+//! futures joined in order are pipelined). The common claim is two round trips.
 
-use super::rows::{Param, dur_ms, execute, ms, scalar, task_columns, tasks};
+use super::rows::{Param, dur_ms, ms, task_columns, task_from_row};
 use crate::model::{Task, TaskStatus};
 use crate::store::{StoreResult, TaskClaimParams};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::ClientWrapper as Client;
 use uuid::Uuid;
 
 const PENDING: &str = TaskStatus::Pending.as_str();
 
-/// The claim's candidate query for one priority level: an index range scan over
-/// `tasks_claim (status, priority DESC, due_at, id)` in ORDER BY order, which
-/// stops at the first task not yet due however many wait behind it. Rows
-/// another instance is claiming are skipped, not waited for.
+/// The claim's candidate query: the highest priority level among pending tasks
+/// below `$7` (a loose index scan), then that level's due tasks as an index
+/// range scan over `tasks_claim (status, priority DESC, due_at, id)` in ORDER BY
+/// order, which stops at the first task not yet due however many wait behind
+/// it. Rows another instance is claiming are skipped, not waited for.
+///
+/// Returns the candidates' task columns followed by the level; with no
+/// candidate, one row whose task columns are NULL (and whose level is NULL
+/// when no task is pending below `$7`).
 pub const CLAIM_SELECT: &str = concat!(
-    "SELECT ",
+    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1 AND priority < $2::bigint)
+     SELECT c.*, level.p FROM level LEFT JOIN LATERAL (
+       SELECT ",
     task_columns!(),
-    " FROM tasks WHERE status = $1 AND priority = $2
-     AND due_at <= $3 AND slots <= $4
-     AND (cardinality($6::text[]) = 0 OR queue = ANY($6::text[]))
-     ORDER BY due_at, id LIMIT $5
-     FOR UPDATE SKIP LOCKED"
+    " FROM tasks WHERE status = $1 AND priority = level.p
+       AND due_at <= $3 AND slots <= $4
+       AND (cardinality($6::text[]) = 0 OR queue = ANY($6::text[]))
+       ORDER BY due_at, id LIMIT $5
+       FOR UPDATE SKIP LOCKED
+     ) AS c ON true"
 );
 
-/// Claims due tasks: one priority level at a time (each an index range scan that
-/// stops at the first task not yet due), greedily while slots remain.
-pub async fn claim(c: &Transaction<'_>, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
-    let now = ms(p.now);
-    let mut free = p.free_slots;
-    let mut picked: Vec<Task> = Vec::new();
-    let mut below: Option<i32> = None;
-    while free > 0 && picked.len() < p.limit {
-        let priority: Option<i32> = match below {
-            None => {
-                scalar(
-                    c,
-                    "SELECT MAX(priority) FROM tasks WHERE status = $1",
-                    &[&PENDING],
-                )
-                .await?
-            }
-            Some(b) => {
-                scalar(
-                    c,
-                    "SELECT MAX(priority) FROM tasks WHERE status = $1 AND priority < $2",
-                    &[&PENDING, &b],
-                )
-                .await?
-            }
-        };
-        let Some(priority) = priority else { break };
-        below = Some(priority);
-        // Within one level, read again while a task was taken and another was
-        // left out for want of slots: a smaller one behind it may still fit.
-        loop {
-            let want = (p.limit - picked.len()) as i64;
-            let params: [Param; 6] = [
-                &PENDING,
-                &priority,
-                &now,
-                &i64::from(free),
-                &want,
-                &p.queues,
-            ];
-            let candidates = tasks(c, CLAIM_SELECT, &params).await?;
-            let mut took: Vec<Uuid> = Vec::new();
-            let mut skipped = false;
-            for mut t in candidates {
-                if picked.len() >= p.limit || free == 0 {
-                    break;
-                }
-                if t.slots > free {
-                    skipped = true;
-                    continue;
-                }
-                free -= t.slots;
-                t.status = TaskStatus::Running;
-                t.instance_id = Some(p.instance_id);
-                t.instance = Some(p.instance_name.clone());
-                t.host = Some(p.host.clone());
-                t.started_at = Some(p.now);
-                t.deadline_at =
-                    Some(p.now + chrono::Duration::milliseconds(dur_ms(t.max_execution_time)));
-                took.push(t.id);
-                picked.push(t);
-            }
-            if !took.is_empty() {
-                // The rows are locked by this transaction: every one applies.
-                execute(
-                    c,
-                    "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3, host = $4,
-                        started_at = $5, deadline_at = $5 + max_execution_ms
-                     WHERE id = ANY($6) AND status = $7",
-                    &[
-                        &TaskStatus::Running.as_str(),
-                        &p.instance_id,
-                        &p.instance_name,
-                        &p.host,
-                        &now,
-                        &took,
-                        &PENDING,
-                    ],
-                )
-                .await?;
-            }
-            if took.is_empty() || !skipped || free == 0 || picked.len() >= p.limit {
-                break;
-            }
+/// Marks the tasks taken as running. They are locked by the claim and were
+/// pending when locked, so every one applies. (No `status` condition: given
+/// one, the planner may walk every pending task of a status index instead of
+/// looking the ids up.)
+const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3,
+        host = $4, started_at = $5, deadline_at = $5 + max_execution_ms
+     WHERE id = ANY($6)";
+
+/// The column holding the level in [`CLAIM_SELECT`]'s rows.
+const LEVEL_COLUMN: usize = 29;
+
+/// Claims due tasks: one priority level at a time, greedily while slots remain.
+/// Runs its own transaction on `c`; on an error the transaction is rolled back
+/// and `Err((error, committing))` says whether the COMMIT itself may have been
+/// applied.
+pub async fn claim(
+    c: &Client,
+    p: &TaskClaimParams,
+) -> Result<Vec<Task>, (crate::store::StoreError, bool)> {
+    let select = c
+        .prepare_cached(CLAIM_SELECT)
+        .await
+        .map_err(|e| (e.into(), false))?;
+    let update = c
+        .prepare_cached(CLAIM_UPDATE)
+        .await
+        .map_err(|e| (e.into(), false))?;
+    let (begin, first) = tokio::join!(
+        biased;
+        c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        pick(c, &select, p, i64::MAX, p.free_slots, p.limit),
+    );
+    let outcome = match (begin, first) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), first) => match first {
+            Ok(first) => take_rest(c, &select, &update, p, first).await,
+            Err(e) => Err(e),
+        },
+    };
+    let (taken, pending_ids) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            rollback(c).await;
+            return Err((e, false));
         }
+    };
+    if pending_ids.is_empty() {
+        c.batch_execute("COMMIT")
+            .await
+            .map_err(|e| (e.into(), true))?;
+        return Ok(taken);
     }
-    Ok(picked)
+    let now = ms(p.now);
+    let params: [Param; 6] = [
+        &TaskStatus::Running.as_str(),
+        &p.instance_id,
+        &p.instance_name,
+        &p.host,
+        &now,
+        &pending_ids,
+    ];
+    let (updated, commit) = tokio::join!(
+        biased;
+        c.execute(&update, &params),
+        c.batch_execute("COMMIT")
+    );
+    // A failed UPDATE aborts the transaction, and PostgreSQL answers the COMMIT
+    // of an aborted transaction by rolling it back: nothing was claimed.
+    updated.map_err(|e| (e.into(), false))?;
+    commit.map_err(|e| (e.into(), true))?;
+    Ok(taken)
+}
+
+/// One candidate read: the tasks taken from it and what was left out.
+struct Picked {
+    level: Option<i32>,
+    taken: Vec<Task>,
+    skipped: bool,
+    free: u32,
+}
+
+/// Reads the candidates of the highest level below `below` and takes greedily
+/// what fits in `free` slots, up to `limit` tasks.
+async fn pick(
+    c: &Client,
+    select: &tokio_postgres::Statement,
+    p: &TaskClaimParams,
+    below: i64,
+    mut free: u32,
+    limit: usize,
+) -> StoreResult<Picked> {
+    let now = ms(p.now);
+    let params: [Param; 6] = [
+        &PENDING,
+        &below,
+        &now,
+        &i64::from(free),
+        &(limit as i64),
+        &p.queues,
+    ];
+    let rows = c.query(select, &params).await?;
+    let mut out = Picked {
+        level: None,
+        taken: Vec::new(),
+        skipped: false,
+        free,
+    };
+    for r in &rows {
+        out.level = r.try_get(LEVEL_COLUMN)?;
+        if r.try_get::<_, Option<Uuid>>(0)?.is_none() {
+            continue;
+        }
+        let mut t = task_from_row(r)?;
+        if out.taken.len() >= limit || free == 0 {
+            break;
+        }
+        if t.slots > free {
+            out.skipped = true;
+            continue;
+        }
+        free -= t.slots;
+        t.status = TaskStatus::Running;
+        t.instance_id = Some(p.instance_id);
+        t.instance = Some(p.instance_name.clone());
+        t.host = Some(p.host.clone());
+        t.started_at = Some(p.now);
+        t.deadline_at = Some(p.now + chrono::Duration::milliseconds(dur_ms(t.max_execution_time)));
+        out.taken.push(t);
+    }
+    out.free = free;
+    Ok(out)
+}
+
+/// Goes on from the first read while slots remain: within a level, reads again
+/// while a task was taken and another was left out for want of slots (a
+/// smaller one behind it may still fit); then the next level down. Returns the
+/// tasks taken and the ids not yet marked running.
+async fn take_rest(
+    c: &Client,
+    select: &tokio_postgres::Statement,
+    update: &tokio_postgres::Statement,
+    p: &TaskClaimParams,
+    first: Picked,
+) -> StoreResult<(Vec<Task>, Vec<Uuid>)> {
+    let mut picked: Vec<Task> = Vec::new();
+    let mut unmarked: Vec<Uuid> = Vec::new();
+    let mut step = first;
+    while let Some(level) = step.level {
+        let took_some = !step.taken.is_empty();
+        unmarked.extend(step.taken.iter().map(|t| t.id));
+        picked.extend(step.taken);
+        let free = step.free;
+        if free == 0 || picked.len() >= p.limit {
+            break;
+        }
+        let below = if took_some && step.skipped {
+            // The same level again: what was taken must no longer be pending.
+            mark(c, update, p, &unmarked).await?;
+            unmarked.clear();
+            i64::from(level) + 1
+        } else {
+            i64::from(level)
+        };
+        step = pick(c, select, p, below, free, p.limit - picked.len()).await?;
+    }
+    Ok((picked, unmarked))
+}
+
+async fn mark(
+    c: &Client,
+    update: &tokio_postgres::Statement,
+    p: &TaskClaimParams,
+    ids: &[Uuid],
+) -> StoreResult<()> {
+    let now = ms(p.now);
+    let params: [Param; 6] = [
+        &TaskStatus::Running.as_str(),
+        &p.instance_id,
+        &p.instance_name,
+        &p.host,
+        &now,
+        &ids,
+    ];
+    c.execute(update, &params).await?;
+    Ok(())
+}
+
+/// Ends a failed claim's transaction. When even that fails the connection is
+/// broken, and the pool discards it (PostgreSQL rolls back on disconnect).
+async fn rollback(c: &Client) {
+    if let Err(e) = c.batch_execute("ROLLBACK").await {
+        tracing::debug!(error = %e, "rollback after a failed claim");
+    }
 }

@@ -136,6 +136,83 @@ impl PostgresStore {
         }
     }
 
+    /// A claim: its own transaction (see [`claim`]), retried like [`Self::tx`].
+    /// It runs as a task of its own, so that a caller giving up on it cannot
+    /// leave a connection inside an open transaction.
+    async fn claim(&self, p: TaskClaimParams) -> StoreResult<Vec<crate::model::Task>> {
+        let pool = self.pool.clone();
+        let run = async move {
+            let mut retry = Retry::new();
+            loop {
+                let attempt = async {
+                    let client = pool.get().await.map_err(|e| (e.into(), false))?;
+                    claim::claim(&client, &p).await
+                };
+                match attempt.await {
+                    Ok(out) => return Ok(out),
+                    Err((e, committing)) => retry.again(e, !committing).await?,
+                }
+            }
+        };
+        tokio::spawn(run).await.map_err(|e| StoreError::Postgres {
+            code: None,
+            message: format!("claim task: {e}"),
+        })?
+    }
+
+    /// One statement in a transaction of its own, BEGIN, statement and COMMIT
+    /// sent together: one round trip. `begin` sets the isolation level.
+    /// Retried like [`Self::tx`].
+    async fn one_statement_tx(
+        &self,
+        begin: &'static str,
+        sql: &'static str,
+        params: &[rows::Param<'_>],
+    ) -> StoreResult<Vec<tokio_postgres::Row>> {
+        let mut retry = Retry::new();
+        loop {
+            let attempt = async {
+                let c = self.pool.get().await.map_err(|e| (e.into(), false))?;
+                let stmt = c.prepare_cached(sql).await.map_err(|e| (e.into(), false))?;
+                // All three requests are queued on the first poll, in order, so
+                // the transaction ends even if this future is dropped.
+                let (begun, rows, commit) = tokio::join!(
+                    biased;
+                    c.batch_execute(begin),
+                    c.query(&stmt, params),
+                    c.batch_execute("COMMIT"),
+                );
+                begun.map_err(|e| (e.into(), false))?;
+                // A failed statement aborts the transaction, and PostgreSQL
+                // answers the COMMIT of an aborted transaction by rolling back.
+                let rows = rows.map_err(|e| (e.into(), false))?;
+                commit.map_err(|e| (e.into(), true))?;
+                Ok(rows)
+            };
+            match attempt.await {
+                Ok(rows) => return Ok(rows),
+                Err((e, committing)) => retry.again(e, !committing).await?,
+            }
+        }
+    }
+
+    /// Wakes the other instances after a commit that made work. Best effort:
+    /// an instance that misses it finds the work at its next poll.
+    async fn notify_after_commit(&self) {
+        let channel = self.channel.clone();
+        let sent = self
+            .read(move |c| {
+                let channel = channel.clone();
+                Box::pin(async move {
+                    rows::execute(c, "SELECT pg_notify($1, '')", &[&&*channel]).await
+                })
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "cannot wake the other instances");
+        }
+    }
+
     /// A SERIALIZABLE write (see the module documentation).
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where

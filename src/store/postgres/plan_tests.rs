@@ -20,7 +20,8 @@ async fn plan(client: &tokio_postgres::Client, mode: &str) -> String {
          PREPARE claim_plan AS {CLAIM_SELECT};"
     );
     client.batch_execute(&sql).await.expect("prepare");
-    let explain = format!("EXPLAIN EXECUTE claim_plan('{pending}', 0, {now}, 8, 8, '{{}}')");
+    let top = i64::MAX;
+    let explain = format!("EXPLAIN EXECUTE claim_plan('{pending}', {top}, {now}, 8, 8, '{{}}')");
     let rows = client.simple_query(&explain).await.expect("explain");
     client
         .batch_execute("DEALLOCATE claim_plan")

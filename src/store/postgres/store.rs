@@ -4,7 +4,7 @@
 
 use super::listen::{notify, spawn_listener};
 use super::rows::{execute, instance_columns, ms};
-use super::{PostgresStore, claim, migrations, queries, schedules, tasks};
+use super::{PostgresStore, migrations, queries, schedules, tasks};
 use crate::model::{Task, TaskStatus};
 use crate::store::*;
 use async_trait::async_trait;
@@ -113,22 +113,27 @@ impl Store for PostgresStore {
     }
 
     async fn task_claim(&self, p: TaskClaimParams) -> StoreResult<Vec<Task>> {
-        let p = Arc::new(p);
-        self.write_rc(body!(|tx, p| claim::claim(tx, &p).await))
-            .await
+        self.claim(p).await
     }
 
     async fn task_mark_spawned(&self, p: Vec<TaskSpawnedParams>) -> StoreResult<()> {
-        let p = Arc::new(p);
-        self.write_rc(body!(|tx, p| {
-            for s in p.iter() {
-                execute(
-                    tx,
-                    "UPDATE tasks SET pgid = $1, log = $2 WHERE id = $3 AND status = $4",
-                    &[&s.pgid, &s.log, &s.id, &TaskStatus::Running.as_str()],
-                )
-                .await?;
-            }
+        // One statement, atomic on its own and idempotent: no transaction.
+        let ids: Arc<Vec<Uuid>> = Arc::new(p.iter().map(|s| s.id).collect());
+        let pgids: Arc<Vec<i32>> = Arc::new(p.iter().map(|s| s.pgid).collect());
+        let logs: Arc<Vec<String>> = Arc::new(p.iter().map(|s| s.log.clone()).collect());
+        // The status comes per row: compared with a constant, the planner may
+        // walk every running task of a status index instead of the ids.
+        let running: Arc<Vec<&str>> = Arc::new(vec![TaskStatus::Running.as_str(); p.len()]);
+        self.read(body!(|c, ids, pgids, logs, running| {
+            execute(
+                c,
+                "UPDATE tasks AS t SET pgid = v.pgid, log = v.log
+                 FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[])
+                    AS v(id, pgid, log, status)
+                 WHERE t.id = v.id AND t.status = v.status",
+                &[&*ids, &*pgids, &*logs, &*running],
+            )
+            .await?;
             Ok(())
         }))
         .await
@@ -160,6 +165,25 @@ impl Store for PostgresStore {
     }
 
     async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>> {
+        let mut ids: Vec<Uuid> = p.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !p.is_empty() && ids.len() == p.len() && p.iter().all(tasks::finishes_in_bulk) {
+            // Plain completions, the common batch: one statement, one round trip.
+            let columns = tasks::FinishColumns::new(p.iter());
+            let rows = self
+                .one_statement_tx(
+                    "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                    tasks::FINISH_COMPLETED,
+                    &columns.params(),
+                )
+                .await?;
+            let (applied, released) = tasks::finish_completed_rows(&rows)?;
+            if released {
+                self.notify_after_commit().await;
+            }
+            return Ok(p.iter().map(|f| applied.contains(&f.id)).collect());
+        }
         let (p, channel) = (Arc::new(p), self.channel.clone());
         self.write(body!(|tx, p, channel| {
             let mut applied = Vec::with_capacity(p.len());

@@ -269,3 +269,119 @@ pub async fn next_due<C: GenericClient>(
     .await?;
     Ok(v.map(from_ms))
 }
+
+/// Whether an end can go in a batch statement ([`FINISH_COMPLETED`]): a
+/// completion with no next occurrence to insert. Other ends insert tasks and
+/// may cancel chains, whose effects depend on the order of ends, so they are
+/// written one at a time by [`finish`].
+pub fn finishes_in_bulk(p: &TaskFinishParams) -> bool {
+    p.status == TaskStatus::Completed && p.next.is_none() && !p.expect.is_terminal()
+}
+
+/// Completes several running tasks in one statement, each only if it is still
+/// as its writer saw it; then marks their schedules' last completion and makes
+/// the tasks waiting on them due. Returns the ids that applied and the number
+/// of tasks released (the same on every row).
+///
+/// The ids must be distinct. Every part reads the same snapshot: the ends
+/// touch running rows, the releases pending ones.
+pub const FINISH_COMPLETED: &str = "
+WITH v AS (
+    SELECT * FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::int8[],
+        $7::text[], $8::text[], $9::text[], $10::uuid[])
+        AS v(id, reason, exit_code, signal, ended_at, result, log, expect, inst)
+), done AS (
+    UPDATE tasks AS t SET status = $1, reason = v.reason, exit_code = v.exit_code,
+        signal = v.signal, ended_at = v.ended_at, result = v.result,
+        log = COALESCE(v.log, t.log), pgid = NULL,
+        log_local = (COALESCE(v.log, t.log) IS NOT NULL
+            AND COALESCE(v.log, t.log) NOT ILIKE 's3://%')
+    FROM v
+    WHERE t.id = v.id AND t.status = v.expect AND (v.inst IS NULL OR t.instance_id = v.inst)
+    RETURNING t.id, t.schedule, v.ended_at
+), marked AS (
+    UPDATE schedules AS s SET last_completed_at = m.at
+    FROM (SELECT schedule, MAX(ended_at) AS at FROM done
+          WHERE schedule IS NOT NULL GROUP BY schedule) AS m
+    WHERE s.name = m.schedule
+), released AS (
+    UPDATE tasks AS d SET due_at = done.ended_at FROM done
+    WHERE d.after_id = done.id AND d.status = $11
+    RETURNING d.id
+)
+SELECT done.id, (SELECT COUNT(*) FROM released) FROM done";
+
+/// The ids of a batch that [`FINISH_COMPLETED`] applied, and whether it
+/// released any task.
+pub fn finish_completed_rows(rows: &[tokio_postgres::Row]) -> StoreResult<(Vec<Uuid>, bool)> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut released = false;
+    for r in rows {
+        ids.push(r.try_get::<_, Uuid>(0)?);
+        released |= r.try_get::<_, i64>(1)? > 0;
+    }
+    Ok((ids, released))
+}
+
+/// The parameters of [`FINISH_COMPLETED`] for `ps`.
+pub struct FinishColumns {
+    status: &'static str,
+    id: Vec<Uuid>,
+    reason: Vec<Option<String>>,
+    exit_code: Vec<Option<i32>>,
+    signal: Vec<Option<i32>>,
+    ended_at: Vec<i64>,
+    result: Vec<Option<String>>,
+    log: Vec<Option<String>>,
+    expect: Vec<&'static str>,
+    inst: Vec<Option<Uuid>>,
+    pending: &'static str,
+}
+
+impl FinishColumns {
+    /// Columns for the ends in `ps` (all completions, see [`finishes_in_bulk`]).
+    pub fn new<'p>(ps: impl Iterator<Item = &'p TaskFinishParams>) -> Self {
+        let mut c = FinishColumns {
+            status: st(TaskStatus::Completed),
+            id: Vec::new(),
+            reason: Vec::new(),
+            exit_code: Vec::new(),
+            signal: Vec::new(),
+            ended_at: Vec::new(),
+            result: Vec::new(),
+            log: Vec::new(),
+            expect: Vec::new(),
+            inst: Vec::new(),
+            pending: PENDING,
+        };
+        for p in ps {
+            c.id.push(p.id);
+            c.reason.push(p.reason.clone());
+            c.exit_code.push(p.exit_code);
+            c.signal.push(p.signal);
+            c.ended_at.push(ms(p.ended_at));
+            c.result.push(p.result.as_ref().map(|v| v.to_string()));
+            c.log.push(p.log.clone());
+            c.expect.push(st(p.expect));
+            c.inst.push(p.expect_instance);
+        }
+        c
+    }
+
+    /// The statement's parameters, in order.
+    pub fn params(&self) -> [super::rows::Param<'_>; 11] {
+        [
+            &self.status,
+            &self.id,
+            &self.reason,
+            &self.exit_code,
+            &self.signal,
+            &self.ended_at,
+            &self.result,
+            &self.log,
+            &self.expect,
+            &self.inst,
+            &self.pending,
+        ]
+    }
+}
