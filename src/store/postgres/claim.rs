@@ -43,7 +43,7 @@ pub const CLAIM_SELECT: &str = concat!(
 /// pending when locked, so every one applies. (No `status` condition: given
 /// one, the planner may walk every pending task of a status index instead of
 /// looking the ids up.)
-const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3,
+pub const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3,
         host = $4, started_at = $5, deadline_at = $5 + max_execution_ms
      WHERE id = ANY($6)";
 
