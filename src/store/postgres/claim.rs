@@ -47,6 +47,65 @@ pub const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, 
         host = $4, started_at = $5, deadline_at = $5 + max_execution_ms
      WHERE id = ANY($6)";
 
+/// The common claim in one statement, without a transaction of its own: the
+/// due tasks of the highest level, in order, as far as their slots fit in a
+/// row (a prefix), marked running. It returns the tasks taken with, on each
+/// row, the number of candidates read; when it takes fewer than it could (a
+/// task too big in the way, or the level running dry), [`claim`] carries on.
+pub const CLAIM_PREFIX: &str = concat!(
+    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1),
+     c AS (
+       SELECT id AS cid, slots AS cslots, due_at AS cdue FROM tasks
+       WHERE status = $1 AND priority = (SELECT p FROM level)
+         AND due_at <= $2 AND slots <= $3
+         AND (cardinality($5::text[]) = 0 OR queue = ANY($5::text[]))
+       ORDER BY due_at, id LIMIT $4
+       FOR UPDATE SKIP LOCKED
+     ),
+     fit AS (
+       SELECT cid FROM (
+         SELECT cid, SUM(cslots) OVER (ORDER BY cdue, cid) AS used FROM c
+       ) AS x WHERE used <= $3
+     )
+     UPDATE tasks SET status = $6, instance_id = $7, instance_name = $8, host = $9,
+       started_at = $2, deadline_at = $2 + max_execution_ms
+     FROM fit WHERE id = fit.cid
+     RETURNING ",
+    task_columns!(),
+    ", (SELECT COUNT(*) FROM c)"
+);
+
+/// Claims with [`CLAIM_PREFIX`]; returns the tasks taken and whether that
+/// settles the claim (all slots or the limit used, or nothing more to read).
+pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<Task>, bool)> {
+    let stmt = c.prepare_cached(CLAIM_PREFIX).await?;
+    let now = ms(p.now);
+    let params: [Param; 9] = [
+        &PENDING,
+        &now,
+        &i64::from(p.free_slots),
+        &(p.limit as i64),
+        &p.queues,
+        &TaskStatus::Running.as_str(),
+        &p.instance_id,
+        &p.instance_name,
+        &p.host,
+    ];
+    let rows = c.query(&stmt, &params).await?;
+    let mut taken = Vec::with_capacity(rows.len());
+    let mut read = 0i64;
+    for r in &rows {
+        read = r.try_get(LEVEL_COLUMN)?;
+        taken.push(task_from_row(r)?);
+    }
+    let used: u32 = taken.iter().map(|t| t.slots).sum();
+    // Fewer taken otherwise: a task too big was in the way (read more than
+    // taken), or the level ran dry and a lower one may have due tasks.
+    let settled = taken.len() >= p.limit || used >= p.free_slots;
+    tracing::trace!(read, taken = taken.len(), settled, "prefix claim");
+    Ok((taken, settled))
+}
+
 /// The column holding the level in [`CLAIM_SELECT`]'s rows.
 const LEVEL_COLUMN: usize = 29;
 

@@ -136,23 +136,59 @@ impl PostgresStore {
         }
     }
 
-    /// A claim: its own transaction (see [`claim`]), retried like [`Self::tx`].
-    /// It runs as a task of its own, so that a caller giving up on it cannot
-    /// leave a connection inside an open transaction.
+    /// A claim (see [`claim`]): the one-statement prefix claim, then, when it
+    /// left slots it might have filled, the full claim for what is left; each
+    /// retried like [`Self::tx`]. It runs as a task of its own, so that a caller
+    /// giving up on it cannot leave a connection inside an open transaction.
     async fn claim(&self, p: TaskClaimParams) -> StoreResult<Vec<crate::model::Task>> {
         let pool = self.pool.clone();
         let run = async move {
             let mut retry = Retry::new();
-            loop {
+            let (mut taken, settled) = loop {
                 let attempt = async {
-                    let client = pool.get().await.map_err(|e| (e.into(), false))?;
-                    claim::claim(&client, &p).await
+                    let client = pool.get().await?;
+                    claim::claim_prefix(&client, &p).await
                 };
                 match attempt.await {
-                    Ok(out) => return Ok(out),
-                    Err((e, committing)) => retry.again(e, !committing).await?,
+                    Ok(out) => break out,
+                    // One statement on its own: a lost connection may have
+                    // committed it, so only conflicts are tried again.
+                    Err(e) => retry.again(e, false).await?,
                 }
+            };
+            let used: u32 = taken.iter().map(|t| t.slots).sum();
+            let rest = TaskClaimParams {
+                free_slots: p.free_slots.saturating_sub(used),
+                limit: p.limit.saturating_sub(taken.len()),
+                ..p
+            };
+            if settled || rest.free_slots == 0 || rest.limit == 0 {
+                return Ok(taken);
             }
+            let mut retry = Retry::new();
+            let more = loop {
+                let attempt = async {
+                    let client = pool.get().await.map_err(|e| (e.into(), false))?;
+                    claim::claim(&client, &rest).await
+                };
+                match attempt.await {
+                    Ok(out) => break Ok(out),
+                    Err((e, committing)) => {
+                        if let Err(e) = retry.again(e, !committing).await {
+                            break Err(e);
+                        }
+                    }
+                }
+            };
+            match more {
+                Ok(more) => taken.extend(more),
+                // What the prefix took is claimed: it must reach the caller.
+                Err(e) if !taken.is_empty() => {
+                    tracing::debug!(error = %e, "claim after the prefix failed");
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(taken)
         };
         tokio::spawn(run).await.map_err(|e| StoreError::Postgres {
             code: None,

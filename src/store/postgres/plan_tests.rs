@@ -3,7 +3,7 @@
 //! connections, and passwords kept out of errors.
 
 use super::PostgresStore;
-use super::claim::{CLAIM_SELECT, CLAIM_UPDATE};
+use super::claim::{CLAIM_PREFIX, CLAIM_SELECT, CLAIM_UPDATE};
 use super::tasks::FINISH_COMPLETED;
 use super::test_support::{TestSchema, url_with};
 use crate::model::TaskStatus;
@@ -71,6 +71,18 @@ async fn claim_query_walks_its_index_without_sorting() {
         let p = plan(&client, mode).await;
         assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
         assert!(!p.contains("Sort"), "the claim sorts ({mode}):\n{p}");
+        // The prefix claim reads its candidates the same way (it sorts only
+        // the few it read, for the running sum of their slots).
+        let p = plan_of(
+            &client,
+            mode,
+            CLAIM_PREFIX,
+            "text, bigint, bigint, bigint, text[], text, uuid, text, text",
+            &format!("'pending', {now}, 8, 8, '{{}}', 'running', gen_random_uuid(), 'a', 'h'"),
+        )
+        .await;
+        assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
+        assert!(!p.contains("Seq Scan on tasks"), "{mode}:\n{p}");
     }
 }
 
