@@ -5,6 +5,9 @@
 //! overshoot p50/p99 (deadline → process group gone), the same 1000 spawns with
 //! per-task log files done by `xargs -P8` as the baseline and the ratio, and the
 //! end-to-end rate again with a million pending tasks that are not yet due.
+//! The end-to-end rate, dispatch latency and claim throughput are measured on
+//! SQLite and PostgreSQL alike. Figures compared with each other are measured
+//! round by round in turn, so that the machine's changing load falls on both.
 
 use jobslot::model::TaskStatus;
 use jobslot::store::{AfterLink, NewTask, Store, TaskListParams};
@@ -142,22 +145,6 @@ fn rounds() -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1)
-}
-
-/// The median of `rounds()` runs of [`end_to_end_once`].
-async fn end_to_end(store: &dyn Store, label: &str) -> Res<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..rounds() {
-        rates.push(end_to_end_once(store).await?);
-    }
-    let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-    let rate = pct(&mut rates, 0.5);
-    println!(
-        "{label:<44} {rate:>8.0} tasks/s  (median of {} rounds of {TASKS}: {})",
-        shown.len(),
-        shown.join(", ")
-    );
-    Ok(rate)
 }
 
 /// Enqueues `TASKS` noop tasks due together and measures due → last end.
@@ -467,10 +454,12 @@ async fn main() -> Res<()> {
     let dir = dir.path().to_path_buf();
     setup(&dir)?;
     println!("jobslot benchmark: {TASKS} trivial tasks, one instance, {SLOTS} slots");
-    let base = baseline(&dir)?;
-
     let db = dir.join(".jobslot/jobslot.db");
     let sqlite_url = format!("sqlite://{}", db.display());
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "not-due") {
+        return not_due_phase(&dir, &db, &sqlite_url).await;
+    }
+    let base = baseline(&dir)?;
     let with_pg = !std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0");
     let tag = Uuid::now_v7().simple().to_string();
     let pg_url = postgres_url(&format!("bench_{tag}"));
@@ -545,29 +534,46 @@ async fn main() -> Res<()> {
         println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
     }
 
+    not_due_phase(&dir, &db, &sqlite_url).await
+}
+
+/// The end-to-end rate with a million pending tasks not yet due, against the
+/// rate without them.
+async fn not_due_phase(dir: &Path, db: &Path, sqlite_url: &str) -> Res<()> {
+    jobslot::store::open(sqlite_url).await?; // creates and migrates it
     let million: usize = std::env::var("BENCH_NOT_DUE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let t0 = Instant::now();
-    add_not_due(&db, million)?;
+    add_not_due(db, million)?;
     println!(
         "{:<44} {:.1} s",
         format!("inserted {million} pending tasks not yet due"),
         t0.elapsed().as_secs_f64()
     );
-    let store = jobslot::store::open(&sqlite_url).await?;
-    let inst = start_instance(&dir, &sqlite_url)?;
+    // Against a fresh database, round by round in turn, so that both meet the
+    // same machine (and the same number of log files in one directory).
+    let plain_url = format!("sqlite://{}", dir.join(".jobslot/plain.db").display());
+    let mut pair = vec![
+        Backend::start("SQLite with them", dir, sqlite_url).await?,
+        Backend::start("SQLite without", dir, &plain_url).await?,
+    ];
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let loaded = end_to_end(
-        store.as_ref(),
-        &format!("SQLite end to end with {million} not-due pending"),
-    )
-    .await?;
+    for _ in 0..rounds() {
+        for b in pair.iter_mut() {
+            let rate = end_to_end_once(b.store.as_ref()).await?;
+            b.rates.push(rate);
+        }
+    }
+    let medians: Vec<f64> = pair.iter_mut().map(Backend::report).collect();
     println!(
         "{:<44} {:>8.1} %",
-        "rate with them / rate without",
-        loaded / rate * 100.0
+        format!("rate with {million} not-due pending / without"),
+        medians[0] / medians[1] * 100.0
     );
-    stop_instance(inst)
+    for b in pair {
+        stop_instance(b.inst)?;
+    }
+    Ok(())
 }
