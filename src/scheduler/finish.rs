@@ -43,6 +43,9 @@ pub enum Event {
 /// rescue finds the leftovers by their `JOBSLOT_TASK_ID` instead.
 const SPAWN_RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long the first end of a batch waits for others to join its write.
+const END_COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The finisher loop.
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     // Spawn records not yet written, oldest first, with when they came.
@@ -58,6 +61,11 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             }
         };
         let Some(first) = first else { break };
+        if matches!(first, Event::Ended(_)) {
+            // Slots are already free (they do not wait for this write): let
+            // the ends of the next moment join this one's write.
+            tokio::time::sleep(END_COALESCE).await;
+        }
         let mut ended = Vec::new();
         let mut done = Vec::new();
         let mut next = Some(first);
