@@ -95,7 +95,7 @@ pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<T
     let mut taken = Vec::with_capacity(rows.len());
     let mut read = 0i64;
     for r in &rows {
-        read = r.try_get(LEVEL_COLUMN)?;
+        read = r.try_get(EXTRA_COLUMN)?;
         taken.push(task_from_row(r)?);
     }
     let used: u32 = taken.iter().map(|t| t.slots).sum();
@@ -106,8 +106,9 @@ pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<T
     Ok((taken, settled))
 }
 
-/// The column holding the level in [`CLAIM_SELECT`]'s rows.
-const LEVEL_COLUMN: usize = 29;
+/// The column after the task columns in [`CLAIM_SELECT`]'s rows (the level)
+/// and [`CLAIM_PREFIX`]'s (the number of candidates read).
+const EXTRA_COLUMN: usize = 29;
 
 /// Claims due tasks: one priority level at a time, greedily while slots remain.
 /// Runs its own transaction on `c`; on an error the transaction is rolled back
@@ -150,23 +151,15 @@ pub async fn claim(
             .map_err(|e| (e.into(), true))?;
         return Ok(taken);
     }
-    let now = ms(p.now);
-    let params: [Param; 6] = [
-        &TaskStatus::Running.as_str(),
-        &p.instance_id,
-        &p.instance_name,
-        &p.host,
-        &now,
-        &pending_ids,
-    ];
+    // `mark` sends its UPDATE when first polled: it travels with the COMMIT.
     let (updated, commit) = tokio::join!(
         biased;
-        c.execute(&update, &params),
+        mark(c, &update, p, &pending_ids),
         c.batch_execute("COMMIT")
     );
     // A failed UPDATE aborts the transaction, and PostgreSQL answers the COMMIT
     // of an aborted transaction by rolling it back: nothing was claimed.
-    updated.map_err(|e| (e.into(), false))?;
+    updated.map_err(|e| (e, false))?;
     commit.map_err(|e| (e.into(), true))?;
     Ok(taken)
 }
@@ -206,7 +199,7 @@ async fn pick(
         free,
     };
     for r in &rows {
-        out.level = r.try_get(LEVEL_COLUMN)?;
+        out.level = r.try_get(EXTRA_COLUMN)?;
         if r.try_get::<_, Option<Uuid>>(0)?.is_none() {
             continue;
         }
@@ -266,6 +259,7 @@ async fn take_rest(
     Ok((picked, unmarked))
 }
 
+/// Marks the tasks `ids`, locked by this claim, as running.
 async fn mark(
     c: &Client,
     update: &tokio_postgres::Statement,
