@@ -145,6 +145,20 @@ pub struct TaskClaimParams {
     pub now: DateTime<Utc>,
 }
 
+impl TaskClaimParams {
+    /// `t`, claimed by these params, as the claim leaves it: running on this
+    /// instance since `now`, with its deadline.
+    pub fn mark_running(&self, t: &mut crate::model::Task) {
+        t.status = TaskStatus::Running;
+        t.instance_id = Some(self.instance_id);
+        t.instance = Some(self.instance_name.clone());
+        t.host = Some(self.host.clone());
+        t.started_at = Some(self.now);
+        let max = i64::try_from(t.max_execution_time.as_millis()).unwrap_or(i64::MAX);
+        t.deadline_at = Some(self.now + chrono::Duration::milliseconds(max));
+    }
+}
+
 /// A task's process has started.
 #[derive(Debug, Clone)]
 pub struct TaskSpawnedParams {

@@ -9,7 +9,7 @@
 //! COMMIT (tokio-postgres sends a request when its future is first polled, so
 //! futures joined in order are pipelined). The common claim is two round trips.
 
-use super::rows::{Param, dur_ms, ms, task_columns, task_from_row};
+use super::rows::{Param, ms, task_columns, task_from_row};
 use crate::model::{Task, TaskStatus};
 use crate::store::{StoreResult, TaskClaimParams};
 use deadpool_postgres::ClientWrapper as Client;
@@ -212,12 +212,7 @@ async fn pick(
             continue;
         }
         free -= t.slots;
-        t.status = TaskStatus::Running;
-        t.instance_id = Some(p.instance_id);
-        t.instance = Some(p.instance_name.clone());
-        t.host = Some(p.host.clone());
-        t.started_at = Some(p.now);
-        t.deadline_at = Some(p.now + chrono::Duration::milliseconds(dur_ms(t.max_execution_time)));
+        p.mark_running(&mut t);
         out.taken.push(t);
     }
     out.free = free;

@@ -13,30 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-async fn plan(client: &tokio_postgres::Client, mode: &str) -> String {
-    let now = now_ms().timestamp_millis();
-    let pending = TaskStatus::Pending.as_str();
-    let sql = format!(
-        "SET plan_cache_mode = {mode};
-         PREPARE claim_plan AS {CLAIM_SELECT};"
-    );
-    client.batch_execute(&sql).await.expect("prepare");
-    let top = i64::MAX;
-    let explain = format!("EXPLAIN EXECUTE claim_plan('{pending}', {top}, {now}, 8, 8, '{{}}')");
-    let rows = client.simple_query(&explain).await.expect("explain");
-    client
-        .batch_execute("DEALLOCATE claim_plan")
-        .await
-        .expect("deallocate");
-    rows.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Regression: an index that does not match the claim's ORDER BY sorts every
 /// due row on each claim. With custom and generic plans alike, the claim walks
 /// `tasks_claim` and stops at the limit.
@@ -68,7 +44,14 @@ async fn claim_query_walks_its_index_without_sorting() {
         .await
         .expect("analyze");
     for mode in ["force_custom_plan", "force_generic_plan"] {
-        let p = plan(&client, mode).await;
+        let p = plan_of(
+            &client,
+            mode,
+            CLAIM_SELECT,
+            "text, bigint, bigint, bigint, bigint, text[]",
+            &format!("'pending', {}, {now}, 8, 8, '{{}}'", i64::MAX),
+        )
+        .await;
         assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
         assert!(!p.contains("Sort"), "the claim sorts ({mode}):\n{p}");
         // The prefix claim reads its candidates the same way (it sorts only

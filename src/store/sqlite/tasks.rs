@@ -216,14 +216,7 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
                     PENDING
                 ])?;
                 free -= t.slots;
-                t.status = TaskStatus::Running;
-                t.instance_id = Some(p.instance_id);
-                t.instance = Some(p.instance_name.clone());
-                t.host = Some(p.host.clone());
-                t.started_at = Some(p.now);
-                t.deadline_at = Some(
-                    p.now + chrono::Duration::milliseconds(t.max_execution_time.as_millis() as i64),
-                );
+                p.mark_running(&mut t);
                 picked.push(t);
                 took = true;
             }
