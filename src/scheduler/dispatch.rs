@@ -109,10 +109,13 @@ pub async fn run(shared: Arc<Shared>) {
         full = tokio::select! {
             // Slots freed or tasks ended in this process: only a claim is needed.
             // While other slots are busy, more are likely to free up within a
-            // moment: wait that moment so one claim fills several slots.
+            // moment: wait that moment, counted from the first slot freed (it
+            // may have waited through the previous claim already), so one
+            // claim fills several slots.
             _ = shared.wake.notified() => {
                 if shared.free_slots() < shared.config.slots {
-                    tokio::time::sleep(LOCAL_COALESCE).await;
+                    let first = shared.peek_freed_at().unwrap_or_else(tokio::time::Instant::now);
+                    tokio::time::sleep_until(first + LOCAL_COALESCE).await;
                 }
                 false
             }
@@ -151,6 +154,7 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
         if *shared.stopping.borrow() {
             return Ok(None);
         }
+        shared.take_freed_at();
         let free = shared.free_slots();
         if free == 0 {
             break;

@@ -79,6 +79,9 @@ struct Shared {
     instance: Instance,
     jobs: BTreeMap<String, Job>,
     used_slots: Mutex<u32>,
+    /// When the first slot freed since the last claim was freed: the claim
+    /// that follows waits for more to free up, counting from then.
+    freed_at: Mutex<Option<tokio::time::Instant>>,
     running: Mutex<HashMap<Uuid, Running>>,
     /// Wakes the dispatcher: a slot freed or a task ended in this process.
     wake: Arc<Notify>,
@@ -97,6 +100,19 @@ impl Shared {
     fn free_slots(&self) -> u32 {
         let used = *self.used_slots.lock().unwrap_or_else(|p| p.into_inner());
         self.config.slots.saturating_sub(used)
+    }
+
+    /// Takes the time the first slot freed since the last call was freed.
+    fn take_freed_at(&self) -> Option<tokio::time::Instant> {
+        self.freed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// The time the first slot freed since the last claim was freed.
+    fn peek_freed_at(&self) -> Option<tokio::time::Instant> {
+        *self.freed_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn running_count(&self) -> usize {
@@ -167,6 +183,7 @@ pub async fn run_instance(
         instance,
         jobs: schema.jobs,
         used_slots: Mutex::new(0),
+        freed_at: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
         wake,
         external,
@@ -182,6 +199,7 @@ pub async fn run_instance(
     let finisher = tokio::spawn(finish::run(shared.clone(), finisher_rx));
     let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+    let maintenance = tokio::spawn(maintain_loop(shared.clone()));
     let recovery = shared
         .uploads
         .clone()
@@ -234,6 +252,7 @@ pub async fn run_instance(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     heartbeat.abort();
+    maintenance.abort();
     // The finisher ends when every sender is gone; the last sender is in `shared`.
     let _ = shared.finisher.send(finish::Event::Flush);
     let done = tokio::sync::oneshot::channel::<()>();
@@ -319,6 +338,25 @@ async fn prune_loop(shared: Arc<Shared>, after: Duration) {
             Err(e) => tracing::warn!(error = %e, "prune failed"),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// How often an instance checks whether the tasks table needs maintenance.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps the tasks table fast under churn (see [`Store::task_table_maintain`]).
+async fn maintain_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.store.task_table_maintain().await {
+            Ok(crate::store::TableMaintenance::Vacuumed) => {
+                tracing::debug!("vacuumed the tasks table")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "table maintenance failed"),
+        }
     }
 }
 

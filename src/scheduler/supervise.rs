@@ -45,6 +45,11 @@ fn release(shared: &Shared, task: &Task) {
     let mut used = shared.used_slots.lock().unwrap_or_else(|p| p.into_inner());
     *used = used.saturating_sub(task.slots);
     drop(used);
+    shared
+        .freed_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(tokio::time::Instant::now);
     shared.wake.notify_one();
 }
 

@@ -127,6 +127,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished tasks; returns how many rows went.
     async fn task_delete_finished(&self, ids: Vec<Uuid>) -> StoreResult<usize>;
 
+    /// Keeps the tasks table fast under churn; cheap when there is nothing to
+    /// do, and safe to call from every instance at once. (PostgreSQL vacuums
+    /// it once enough dead row versions piled up, since every claim and end
+    /// leaves one behind; SQLite needs nothing.)
+    async fn task_table_maintain(&self) -> StoreResult<TableMaintenance>;
+
     /// Applies schedules and job settings atomically and idempotently.
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport>;
     /// Every applied schedule.

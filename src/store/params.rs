@@ -331,3 +331,14 @@ pub struct PrunableTask {
     /// Where its log is, if anywhere.
     pub log: Option<String>,
 }
+
+/// What `task_table_maintain` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableMaintenance {
+    /// Nothing to do (SQLite never needs it: it rewrites rows in place).
+    NotNeeded,
+    /// Another instance is doing it.
+    Busy,
+    /// The tasks table was vacuumed.
+    Vacuumed,
+}

@@ -31,6 +31,7 @@ mod stress_tests;
 mod tasks;
 #[cfg(test)]
 mod test_support;
+mod vacuum;
 
 pub use conn::redact_url;
 

@@ -290,6 +290,10 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn task_table_maintain(&self) -> StoreResult<TableMaintenance> {
+        self.maintain().await
+    }
+
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
         let (p, channel) = (Arc::new(p), self.channel.clone());
         let schema: Arc<str> = self.schema.as_str().into();

@@ -445,6 +445,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_table_maintain(&self) -> StoreResult<TableMaintenance> {
+        Ok(TableMaintenance::NotNeeded)
+    }
+
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
         self.write(move |c| schedules::apply(c, &p)).await
     }
