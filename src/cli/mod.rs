@@ -110,6 +110,8 @@ pub enum Command {
     Logs(tasks::LogsArgs),
     /// Cancel a pending task, or stop a running one.
     Cancel(tasks::IdArg),
+    /// Run a failed or canceled task again (as a new task; prints its id).
+    Retry(tasks::IdArg),
     /// Delete finished tasks and their logs (local and stored).
     Prune(prune_cmd::PruneArgs),
     /// Create or upgrade the database tables (also done by every command).
@@ -192,6 +194,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Show(a) => tasks::show(&ctx, a).await,
         Command::Logs(a) => tasks::logs(&ctx, a).await,
         Command::Cancel(a) => tasks::cancel(&ctx, a).await,
+        Command::Retry(a) => tasks::retry(&ctx, a).await,
         Command::Prune(a) => prune_cmd::run(&ctx, a).await,
         Command::Migrate => {
             let store = ctx.store().await?;

@@ -24,6 +24,9 @@ pub struct TasksArgs {
     /// Only occurrences of this schedule.
     #[arg(long)]
     pub schedule: Option<String>,
+    /// Only tasks that failed after using every attempt on transient failures.
+    #[arg(long)]
+    pub needs_review: bool,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -44,6 +47,9 @@ pub struct LogsArgs {
     /// Keep printing while the task runs; end when it ends.
     #[arg(long, short)]
     pub follow: bool,
+    /// Print the log of this earlier attempt (1 for the first) instead.
+    #[arg(long)]
+    pub attempt: Option<u32>,
 }
 
 /// Finds a task by id or unambiguous prefix.
@@ -74,6 +80,7 @@ pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
             job: a.job,
             queue: a.queue,
             schedule: a.schedule,
+            needs_review: a.needs_review,
             limit: a.limit,
         })
         .await?;
@@ -115,10 +122,75 @@ pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
 pub async fn show(ctx: &Ctx, a: IdArg) -> Result<i32> {
     let store = ctx.store().await?;
     let t = find(store.as_ref(), &a.id).await?;
+    let attempts = store.task_attempts(t.id).await?;
     if ctx.json {
-        output::print_json(&t.to_json());
+        let mut v = t.to_json();
+        v["attempts"] = serde_json::Value::Array(attempts.iter().map(|a| a.to_json()).collect());
+        output::print_json(&v);
     } else {
         output::print_task(&t);
+        if !attempts.is_empty() {
+            println!("earlier attempts:");
+            for a in &attempts {
+                println!(
+                    "  {}: {} {} on {} ({} → {}), log {}",
+                    a.attempt,
+                    a.status,
+                    a.reason.as_deref().unwrap_or(""),
+                    a.instance.as_deref().unwrap_or("-"),
+                    output::short_time(a.started_at),
+                    output::short_time(Some(a.ended_at)),
+                    a.log.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `jobslot retry`: runs a failed or canceled task again, as a new task of the
+/// same job with the same args, queue and priority (the old one keeps its
+/// record; ended tasks are never rewritten). Its review flag is not carried.
+pub async fn retry(ctx: &Ctx, a: IdArg) -> Result<i32> {
+    let store = ctx.store().await?;
+    let t = find(store.as_ref(), &a.id).await?;
+    if !matches!(t.status, TaskStatus::Failed | TaskStatus::Canceled) {
+        bail!(
+            "task {} is {}: only failed or canceled tasks can be retried",
+            t.id,
+            t.status
+        );
+    }
+    let now = chrono::Utc::now();
+    let mut metadata = match &t.metadata {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    metadata.insert("retryOf".into(), serde_json::json!(t.id.to_string()));
+    let new = store
+        .task_insert(crate::store::NewTask {
+            id: Uuid::now_v7(),
+            job: t.job.clone(),
+            queue: t.queue.clone(),
+            priority: t.priority,
+            slots: t.slots,
+            max_execution_time: t.max_execution_time,
+            kill_grace: t.kill_grace,
+            schedule: None,
+            recurrence: None,
+            after: crate::store::AfterLink::None,
+            parent: t.parent,
+            args: t.args.clone(),
+            metadata: serde_json::Value::Object(metadata),
+            due_at: now,
+            created_at: now,
+            attempt: 1,
+        })
+        .await?;
+    if ctx.json {
+        output::print_json(&new.to_json());
+    } else {
+        println!("{}", new.id);
     }
     Ok(0)
 }
@@ -166,7 +238,12 @@ pub async fn cancel(ctx: &Ctx, a: IdArg) -> Result<i32> {
 pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
     let store = ctx.store().await?;
     let first = find(store.as_ref(), &a.id).await?;
-    let default_path = ctx.log_dir().join(format!("{}.log", first.id));
+    if let Some(n) = a.attempt.filter(|n| *n != first.attempt) {
+        return attempt_log(ctx, store.as_ref(), &first, n).await;
+    }
+    let default_path = ctx
+        .log_dir()
+        .join(crate::model::log_file_name(first.id, first.attempt));
     let mut storage: Option<std::sync::Arc<crate::logs::Storage>> = None;
     let mut offset = 0u64;
     let mut out = std::io::stdout();
@@ -236,4 +313,28 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
             task = t;
         }
     }
+}
+
+/// Prints the log of an earlier attempt of `task`.
+async fn attempt_log(ctx: &Ctx, store: &dyn Store, task: &Task, n: u32) -> Result<i32> {
+    let attempts = store.task_attempts(task.id).await?;
+    let Some(a) = attempts.iter().find(|a| a.attempt == n) else {
+        bail!(
+            "task {} has no attempt {n} (it is at attempt {})",
+            task.id,
+            task.attempt
+        );
+    };
+    let Some(location) = a.log.as_deref() else {
+        bail!("attempt {n} of task {} has no log", task.id);
+    };
+    let bytes = if crate::logs::parse_s3_url(location).is_some() {
+        ctx.storage().await.read(location, 0).await?
+    } else {
+        std::fs::read(location).map_err(|e| anyhow::anyhow!("cannot read {location}: {e}"))?
+    };
+    let mut out = std::io::stdout();
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(0)
 }

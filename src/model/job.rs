@@ -1,5 +1,6 @@
 //! Jobs: an executable in `jobs/` plus its settings from `schema/`.
 
+use super::retry::RetryPolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,24 +46,6 @@ impl Job {
             queue: DEFAULT_QUEUE.to_string(),
             priority: 0,
             retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// Retry settings (`retry = { max_attempts, backoff }`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, the first included. 1 means no retry.
-    pub max_attempts: u32,
-    /// Delay before the second attempt.
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 1,
-            backoff: Duration::from_secs(30),
         }
     }
 }

@@ -4,13 +4,15 @@
 pub mod cron;
 pub mod duration;
 pub mod job;
+pub mod retry;
 pub mod schedule;
 pub mod status;
 pub mod task;
 
 pub use self::cron::{CronError, CronExpr};
 pub use duration::{DurationError, format_duration, parse_duration};
-pub use job::{Job, RetryPolicy, is_valid_name};
+pub use job::{Job, is_valid_name};
+pub use retry::RetryPolicy;
 pub use schedule::{Recurrence, Schedule};
 pub use status::{Outcome, TaskStatus};
-pub use task::{Task, fmt_time};
+pub use task::{Task, fmt_time, log_file_name};

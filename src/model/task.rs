@@ -67,11 +67,25 @@ pub struct Task {
     pub host: Option<String>,
     /// Process group id of its process while it runs.
     pub pgid: Option<i32>,
+    /// It failed after using every attempt on transient failures: someone
+    /// should look at it (`jobslot tasks --needs-review`).
+    pub needs_review: bool,
 }
 
 /// RFC 3339 UTC with milliseconds, as every time is printed.
 pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The file name of a task's log for one attempt: `<id>.log` for the first
+/// (DESIGN's layout), `<id>.attempt-<n>.log` for later ones, so that every
+/// attempt keeps its own log.
+pub fn log_file_name(id: Uuid, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{id}.log")
+    } else {
+        format!("{id}.attempt-{attempt}.log")
+    }
 }
 
 impl Task {
@@ -105,6 +119,7 @@ impl Task {
             "deadline_at": time(self.deadline_at),
             "max_execution_time_ms": self.max_execution_time.as_millis() as u64,
             "log": self.log,
+            "needs_review": self.needs_review,
         })
     }
 }

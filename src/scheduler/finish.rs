@@ -3,7 +3,7 @@
 //! until the database takes them, so no outcome is lost to a busy database.
 
 use super::{Shared, persist, recurrence};
-use crate::model::{Outcome, Task, TaskStatus};
+use crate::model::{Outcome, RetryPolicy, Task, TaskStatus};
 use crate::store::{TaskFinishParams, TaskSpawnedParams};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -112,8 +112,10 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             .await;
             shared.wake.notify_one();
             if let Some(uploads) = &shared.uploads {
-                for (e, ok) in ended.iter().zip(applied) {
-                    if let (true, Some(path)) = (ok, &e.log) {
+                for ((e, p), ok) in ended.iter().zip(&params).zip(applied) {
+                    // A retried attempt's log stays where it is, named in its
+                    // attempt record.
+                    if let (true, None, Some(path)) = (ok, p.retry_at, &e.log) {
                         uploads.push(crate::store::LocalLog {
                             id: e.task.id,
                             instance: Some(shared.instance.id),
@@ -131,19 +133,94 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
 
 async fn end_params(shared: &Shared, e: &Ended) -> TaskFinishParams {
     let (status, reason) = e.outcome.status_and_reason();
-    let next = next_for(shared, &e.task, status, e.ended_at).await;
-    recurrence::finish_params(
+    let transient = status == TaskStatus::Failed
+        && policy_of(shared, &e.task).is_some_and(|p| p.is_transient(&e.outcome));
+    let plan = retry_plan(shared, &e.task, transient, reason, e.ended_at);
+    let next = match plan.retry_at {
+        Some(_) => None,
+        None => next_for(shared, &e.task, status, e.ended_at).await,
+    };
+    let mut p = recurrence::finish_params(
         &e.task,
         shared.instance.id,
         status,
-        reason,
+        plan.reason,
         e.outcome.exit_code(),
         e.outcome.signal(),
         e.result.clone(),
         e.log.clone(),
         next,
         e.ended_at,
-    )
+    );
+    p.retry_at = plan.retry_at;
+    p.needs_review = plan.needs_review;
+    p
+}
+
+/// The retry policy of a task's job, as this instance knows it.
+fn policy_of<'a>(shared: &'a Shared, task: &Task) -> Option<&'a RetryPolicy> {
+    shared.jobs.get(&task.job).map(|j| &j.retry)
+}
+
+/// What becomes of a failed attempt.
+struct RetryPlan {
+    /// Another attempt, due then.
+    retry_at: Option<DateTime<Utc>>,
+    /// The failure's reason, saying so when the attempts ran out.
+    reason: Option<String>,
+    /// Attempts ran out on transient failures.
+    needs_review: bool,
+}
+
+/// Decides whether a failed attempt of `task` is tried again, and when.
+fn retry_plan(
+    shared: &Shared,
+    task: &Task,
+    transient: bool,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> RetryPlan {
+    let Some(policy) = policy_of(shared, task).filter(|_| transient) else {
+        return RetryPlan {
+            retry_at: None,
+            reason,
+            needs_review: false,
+        };
+    };
+    if policy.retries(task.attempt, true) {
+        let delay = policy.delay(task.attempt, random_unit());
+        let retry_at = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
+        tracing::info!(task = %task.id, attempt = task.attempt, reason = ?reason, %retry_at, "transient failure; retrying");
+        return RetryPlan {
+            retry_at: Some(retry_at),
+            reason,
+            needs_review: false,
+        };
+    }
+    if policy.max_attempts > 1 {
+        let text = reason.unwrap_or_else(|| "failed".to_string());
+        return RetryPlan {
+            retry_at: None,
+            reason: Some(format!(
+                "{text} (attempts exhausted: {} of {})",
+                task.attempt, policy.max_attempts
+            )),
+            needs_review: true,
+        };
+    }
+    RetryPlan {
+        retry_at: None,
+        reason,
+        needs_review: false,
+    }
+}
+
+/// A number in [0, 1) from the random bits of a UUIDv7 (for jitter).
+fn random_unit() -> f64 {
+    let bytes = uuid::Uuid::now_v7().into_bytes();
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&bytes[8..]);
+    (u64::from_be_bytes(tail) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 async fn next_for(
@@ -177,19 +254,32 @@ async fn next_for(
 /// the instance that held it), with its next occurrence.
 pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResult<()> {
     let now = Utc::now();
-    let next = next_for(shared, &task, TaskStatus::Failed, now).await;
     let holder = task
         .instance
         .clone()
         .unwrap_or_else(|| "unknown".to_string());
+    let transient = policy_of(shared, &task).is_some_and(|p| p.retry_on_orphan);
+    let plan = retry_plan(
+        shared,
+        &task,
+        transient,
+        Some(format!("orphaned (instance {holder})")),
+        now,
+    );
+    let next = match plan.retry_at {
+        Some(_) => None,
+        None => next_for(shared, &task, TaskStatus::Failed, now).await,
+    };
     let applied = shared
         .store
         .task_finish_many(vec![TaskFinishParams {
+            retry_at: plan.retry_at,
+            needs_review: plan.needs_review,
             id: task.id,
             expect: TaskStatus::Running,
             expect_instance: task.instance_id,
             status: TaskStatus::Failed,
-            reason: Some(format!("orphaned (instance {holder})")),
+            reason: plan.reason,
             exit_code: None,
             signal: None,
             ended_at: now,
@@ -199,10 +289,11 @@ pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResu
         }])
         .await?;
     if applied.first().copied().unwrap_or(false) {
-        tracing::warn!(task = %task.id, instance = %holder, "task failed as orphaned");
+        tracing::warn!(task = %task.id, instance = %holder, retry_at = ?plan.retry_at, "task failed as orphaned");
+        // A retried attempt's log stays where it is, named in its attempt record.
         if let (Some(uploads), true, Some(path)) = (
             &shared.uploads,
-            task.host.as_deref() == Some(shared.instance.host.as_str()),
+            plan.retry_at.is_none() && task.host.as_deref() == Some(shared.instance.host.as_str()),
             &task.log,
         ) {
             uploads.push(crate::store::LocalLog {

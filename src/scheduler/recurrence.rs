@@ -103,6 +103,8 @@ pub fn finish_params(
     now: DateTime<Utc>,
 ) -> TaskFinishParams {
     TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         id: task.id,
         expect: TaskStatus::Running,
         expect_instance: Some(me),
@@ -154,6 +156,7 @@ mod tests {
             log: None,
             host: None,
             pgid: None,
+            needs_review: false,
         }
     }
 

@@ -55,7 +55,9 @@ fn release(shared: &Shared, task: &Task) {
 
 async fn supervise(shared: Arc<Shared>, task: Task) {
     let cfg = &shared.config;
-    let log_path = cfg.log_dir.join(format!("{}.log", task.id));
+    let log_path = cfg
+        .log_dir
+        .join(crate::model::log_file_name(task.id, task.attempt));
     let result_path = cfg.log_dir.join(format!("{}.result.json", task.id));
     let deadline_utc = task.deadline_at.unwrap_or_else(|| {
         Utc::now() + chrono::Duration::milliseconds(task.max_execution_time.as_millis() as i64)

@@ -20,9 +20,13 @@ pub(crate) struct RawJob {
     pub queue: Option<Spanned<String>>,
     pub priority: Option<Spanned<i64>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub transient_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub retry_on_timeout: Option<Spanned<bool>>,
+    pub retry_on_signal: Option<Spanned<bool>>,
+    pub retry_on_orphan: Option<Spanned<bool>>,
 }
 
-/// `retry = { max_attempts, backoff }` as written.
+/// `retry = { max_attempts, backoff, max_backoff, jitter }` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -31,6 +35,8 @@ pub(crate) struct RawJob {
 pub(crate) struct RawRetry {
     pub max_attempts: Option<Spanned<i64>>,
     pub backoff: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<f64>>,
 }
 
 /// One `[[schedules]]` table as written.

@@ -6,6 +6,7 @@
 use super::error::SchemaError;
 use super::location::{KeyPath, SourceFile};
 use super::raw::{RawJob, ScheduleEntry};
+use crate::model::status::EXIT_SELF_CANCELED;
 use crate::model::{CronExpr, Job, Recurrence, Schedule, is_valid_name, parse_duration};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -123,6 +124,65 @@ pub(crate) fn apply_job_settings(
         if let Some(v) = &retry.get_ref().backoff {
             job.retry.backoff = c.duration(v, "backoff", false).unwrap_or(job.retry.backoff);
         }
+        if let Some(v) = &retry.get_ref().max_backoff {
+            job.retry.max_backoff = c
+                .duration(v, "max_backoff", false)
+                .unwrap_or(job.retry.max_backoff);
+        }
+        if let Some(v) = &retry.get_ref().jitter {
+            if (0.0..=1.0).contains(v.get_ref()) {
+                job.retry.jitter = *v.get_ref();
+            } else {
+                c.fail(
+                    v,
+                    "jitter",
+                    format!("must be a fraction from 0 to 1, got {}", v.get_ref()),
+                );
+            }
+        }
+        if job.retry.max_backoff < job.retry.backoff {
+            if let Some(v) = &retry.get_ref().max_backoff {
+                c.fail(
+                    v,
+                    "max_backoff",
+                    format!(
+                        "{:?} is shorter than backoff ({})",
+                        v.get_ref(),
+                        crate::model::format_duration(job.retry.backoff)
+                    ),
+                );
+            } else {
+                job.retry.max_backoff = job.retry.backoff;
+            }
+        }
+    }
+    if let Some(codes) = &raw.transient_exit_codes {
+        let mut list = Vec::new();
+        for v in codes.get_ref() {
+            match i32::try_from(*v.get_ref()) {
+                Ok(code) if (1..=255).contains(&code) && code != EXIT_SELF_CANCELED => {
+                    list.push(code)
+                }
+                _ => c.fail(
+                    v,
+                    "transient_exit_codes",
+                    format!(
+                        "{} cannot mean a transient failure (codes 1 to 255, but not 100, which cancels)",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        }
+        job.retry.transient_exit_codes = list;
+    }
+    if let Some(v) = &raw.retry_on_timeout {
+        job.retry.retry_on_timeout = *v.get_ref();
+    }
+    if let Some(v) = &raw.retry_on_signal {
+        job.retry.retry_on_signal = *v.get_ref();
+    }
+    if let Some(v) = &raw.retry_on_orphan {
+        job.retry.retry_on_orphan = *v.get_ref();
     }
 }
 

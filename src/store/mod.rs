@@ -93,6 +93,8 @@ pub trait Store: Send + Sync + 'static {
     async fn task_insert(&self, p: NewTask) -> StoreResult<Task>;
     /// One task by id.
     async fn task_get(&self, id: Uuid) -> StoreResult<Option<Task>>;
+    /// A task's past attempts (those that were retried), oldest first.
+    async fn task_attempts(&self, id: Uuid) -> StoreResult<Vec<Attempt>>;
     /// Tasks whose id starts with `prefix` (at most `limit`).
     async fn task_find_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<Task>>;
     /// Tasks matching filters, newest first.

@@ -122,6 +122,8 @@ pub struct TaskListParams {
     pub queue: Option<String>,
     /// Only occurrences of this schedule.
     pub schedule: Option<String>,
+    /// Only tasks flagged for review.
+    pub needs_review: bool,
     /// At most this many.
     pub limit: usize,
 }
@@ -207,6 +209,58 @@ pub struct TaskFinishParams {
     /// The next occurrence, inserted in the same transaction if the end applies
     /// (and, for schedule occurrences, only while the schedule still exists).
     pub next: Option<NewTask>,
+    /// A transient failure with attempts left: instead of ending, the task
+    /// goes back to pending, due at this time, with its attempt number one
+    /// higher; the attempt that ended (status, reason, codes, instance, times,
+    /// log) is kept in its attempt records. `next` is then ignored.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The task failed for good after using its attempts on transient
+    /// failures: flag it for review.
+    pub needs_review: bool,
+}
+
+/// One past attempt of a task (the current or last one is the task itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How it ended (failed, for an attempt that was retried).
+    pub status: TaskStatus,
+    /// Why.
+    pub reason: Option<String>,
+    /// Its process's exit code.
+    pub exit_code: Option<i32>,
+    /// The signal that ended its process.
+    pub signal: Option<i32>,
+    /// Id of the instance that ran it.
+    pub instance_id: Option<Uuid>,
+    /// Name of the instance that ran it.
+    pub instance: Option<String>,
+    /// When its process started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// Where its log is.
+    pub log: Option<String>,
+}
+
+impl Attempt {
+    /// The attempt as printed by `show --json` (times RFC 3339 UTC).
+    pub fn to_json(&self) -> Value {
+        let time = |t: Option<DateTime<Utc>>| t.map(crate::model::fmt_time);
+        serde_json::json!({
+            "attempt": self.attempt,
+            "status": self.status.as_str(),
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "instance": self.instance,
+            "instance_id": self.instance_id.map(|i| i.to_string()),
+            "started_at": time(self.started_at),
+            "ended_at": crate::model::fmt_time(self.ended_at),
+            "log": self.log,
+        })
+    }
 }
 
 /// What `task_cancel` did.

@@ -21,6 +21,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
     let running = claim_one(s, &w, now, t.id).await;
 
     let wrong_instance = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         expect_instance: Some(other.id),
         ..end(&running, &w, TaskStatus::Completed, now + secs(1))
     };
@@ -34,6 +36,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
         "unchanged after a refused finish"
     );
     let wrong_state = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         expect: TaskStatus::Pending,
         expect_instance: None,
         ..end(&running, &w, TaskStatus::Canceled, now + secs(1))
@@ -49,6 +53,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
     );
 
     let ok = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         exit_code: Some(0),
         result: Some(json!({ "rows": 3 })),
         log: Some("s3://bucket/logs/x.log".to_string()),
@@ -66,6 +72,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
     assert_eq!(done.started_at, running.started_at, "started_at is kept");
 
     let again = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         reason: Some("exit 1".to_string()),
         exit_code: Some(1),
         ..end(&running, &w, TaskStatus::Failed, now + secs(3))
@@ -76,6 +84,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
     let t2 = insert(s, new_task("cas-2", now - secs(1))).await;
     let running2 = claim_one(s, &w, now, t2.id).await;
     let failed = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         reason: Some("signal 9".to_string()),
         signal: Some(9),
         ..end(&running2, &w, TaskStatus::Failed, now + secs(4))
@@ -98,6 +108,8 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
 
     let pending = insert(s, new_task("pending", now + secs(60))).await;
     let cancel_pending = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         id: pending.id,
         expect: TaskStatus::Pending,
         expect_instance: None,
@@ -131,6 +143,8 @@ pub async fn finish_never_overwrites_terminal_state(h: &dyn Harness) {
         ] {
             for expect_instance in [None, Some(w.id)] {
                 let p = TaskFinishParams {
+                    retry_at: None,
+                    needs_review: false,
                     expect: first,
                     expect_instance,
                     reason: Some("overwrite".to_string()),
@@ -170,6 +184,8 @@ pub async fn finish_inserts_next_occurrence_atomically(h: &dyn Harness) {
 
     let refused_next = next(now + secs(30));
     let refused = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         expect_instance: Some(Worker::new("other").id),
         next: Some(refused_next.clone()),
         ..end(&running, &w, TaskStatus::Completed, now + secs(1))
@@ -185,6 +201,8 @@ pub async fn finish_inserts_next_occurrence_atomically(h: &dyn Harness) {
 
     let n = next(now + secs(30));
     let ok = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(n.clone()),
         ..end(&running, &w, TaskStatus::Completed, now + secs(1))
     };
@@ -205,6 +223,8 @@ pub async fn finish_inserts_next_occurrence_atomically(h: &dyn Harness) {
 
     let late_next = next(now + secs(60));
     let late = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(late_next.clone()),
         ..end(&running, &w, TaskStatus::Failed, now + secs(2))
     };

@@ -37,6 +37,8 @@ async fn end_with_log(
     log: Option<&str>,
 ) -> Task {
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         log: log.map(str::to_string),
         ..end(t, w, status, at)
     };

@@ -40,6 +40,8 @@ pub async fn schedule_after_links_to_upstream_occurrence(h: &dyn Harness) {
     let ended_at = now + secs(1);
     let next = next_of(&running, now + secs(30));
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(next.clone()),
         ..end(&running, &w, TaskStatus::Completed, ended_at)
     };
@@ -75,6 +77,8 @@ pub async fn schedule_after_occurrence_replaced_when_upstream_fails(h: &dyn Harn
     let running = claim_one(s, &w, now, up.id).await;
     let next = next_of(&running, now + secs(30));
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(next.clone()),
         reason: Some("exit 1".to_string()),
         exit_code: Some(1),
@@ -128,6 +132,8 @@ pub async fn schedule_completion_sets_last_completed_at(h: &dyn Harness) {
     let running = claim_one(s, &w, now, occ.id).await;
     let next = next_of(&running, now + secs(10));
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(next.clone()),
         ..end(&running, &w, TaskStatus::Failed, now + secs(1))
     };
@@ -145,6 +151,8 @@ pub async fn schedule_completion_sets_last_completed_at(h: &dyn Harness) {
     let running = claim_one(s, &w, now + secs(10), next.id).await;
     let done_at = now + secs(12) + millis(345);
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(next_of(&running, now + secs(20))),
         ..end(&running, &w, TaskStatus::Completed, done_at)
     };
@@ -192,6 +200,8 @@ pub async fn finish_skips_next_of_removed_schedule(h: &dyn Harness) {
 
     let next = next_of(&running, now + secs(10));
     let p = TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         next: Some(next.clone()),
         ..end(&running, &w, TaskStatus::Completed, now + secs(2))
     };

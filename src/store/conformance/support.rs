@@ -155,6 +155,8 @@ pub(super) fn end(
     at: DateTime<Utc>,
 ) -> TaskFinishParams {
     TaskFinishParams {
+        retry_at: None,
+        needs_review: false,
         id: t.id,
         expect: TaskStatus::Running,
         expect_instance: Some(me.id),

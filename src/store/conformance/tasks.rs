@@ -91,6 +91,7 @@ pub async fn task_insert_round_trips_every_field(h: &dyn Harness) {
         log: None,
         host: None,
         pgid: None,
+        needs_review: false,
     };
     assert_eq!(inserted, want, "task_insert must return the task as stored");
     assert_eq!(

@@ -108,7 +108,7 @@ pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<T
 
 /// The column after the task columns in [`CLAIM_SELECT`]'s rows (the level)
 /// and [`CLAIM_PREFIX`]'s (the number of candidates read).
-const EXTRA_COLUMN: usize = 29;
+const EXTRA_COLUMN: usize = 30;
 
 /// Claims due tasks: one priority level at a time, greedily while slots remain.
 /// Runs its own transaction on `c`; on an error the transaction is rolled back

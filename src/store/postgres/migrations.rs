@@ -126,6 +126,31 @@ CREATE INDEX tasks_ended ON tasks (status, ended_at);
                 ])
             ),
         ),
+        (
+            3,
+            "
+-- Retries: the attempts before a task's current (or last) one, and the flag
+-- of tasks that failed after using their attempts on transient failures.
+ALTER TABLE tasks ADD COLUMN needs_review BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX tasks_review ON tasks (id) WHERE needs_review;
+CREATE TABLE task_attempts (
+    task_id UUID NOT NULL,
+    attempt BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    exit_code INTEGER,
+    signal INTEGER,
+    instance_id UUID,
+    instance_name TEXT,
+    host TEXT,
+    started_at BIGINT,
+    ended_at BIGINT NOT NULL,
+    log TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+"
+            .to_string(),
+        ),
     ]
 }
 

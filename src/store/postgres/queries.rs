@@ -86,6 +86,9 @@ pub async fn list<C: GenericClient>(c: &C, p: &TaskListParams) -> StoreResult<Ve
             wheres.push(format!("{column} = ${}", args.len()));
         }
     }
+    if p.needs_review {
+        wheres.push("needs_review".to_string());
+    }
     let limit = p.limit as i64;
     args.push(&limit);
     let filter = if wheres.is_empty() {

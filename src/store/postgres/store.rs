@@ -99,6 +99,10 @@ impl Store for PostgresStore {
         self.read(body!(|c| tasks::get(c, id).await)).await
     }
 
+    async fn task_attempts(&self, id: Uuid) -> StoreResult<Vec<Attempt>> {
+        self.read(body!(|c| tasks::attempts(c, id).await)).await
+    }
+
     async fn task_find_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<Task>> {
         let prefix: Arc<str> = prefix.into();
         self.read(body!(
@@ -281,7 +285,9 @@ impl Store for PostgresStore {
                 .collect();
             let n = execute(
                 tx,
-                "DELETE FROM tasks WHERE id = ANY($1) AND status = ANY($2)",
+                "WITH gone AS (DELETE FROM tasks WHERE id = ANY($1) AND status = ANY($2) RETURNING id),
+                      attempts AS (DELETE FROM task_attempts USING gone WHERE task_id = gone.id)
+                 SELECT 1 FROM gone",
                 &[&*ids, &finished],
             )
             .await?;

@@ -71,6 +71,8 @@ async fn work(s: Arc<dyn Store>, n: usize) {
             .iter()
             .enumerate()
             .map(|(i, t)| TaskFinishParams {
+                retry_at: None,
+                needs_review: false,
                 id: t.id,
                 expect: TaskStatus::Running,
                 expect_instance: Some(me),

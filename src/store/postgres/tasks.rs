@@ -124,12 +124,18 @@ pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Op
     if p.expect.is_terminal() {
         return Ok(None);
     }
+    if let Some(at) = p.retry_at
+        && retry_later(c, p, at).await?
+    {
+        return Ok(Some(true));
+    }
     let row = query_opt(
         c,
         "UPDATE tasks SET status = $1, reason = $2, exit_code = $3, signal = $4, ended_at = $5,
             result = $6, log = COALESCE($7::text, log), pgid = NULL,
             log_local = (COALESCE($7::text, log) IS NOT NULL
-                AND COALESCE($7::text, log) NOT ILIKE 's3://%')
+                AND COALESCE($7::text, log) NOT ILIKE 's3://%'),
+            needs_review = $11
          WHERE id = $8 AND status = $9 AND ($10::uuid IS NULL OR instance_id = $10::uuid)
          RETURNING schedule",
         &[
@@ -143,6 +149,7 @@ pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Op
             &p.id,
             &st(p.expect),
             &p.expect_instance,
+            &p.needs_review,
         ],
     )
     .await?;
@@ -171,6 +178,86 @@ pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Op
     }
     made_work |= release_dependents(c, p.id, p.status, p.ended_at).await? > 0;
     Ok(Some(made_work))
+}
+
+/// SQLite's `retry_later`, translated: records the attempt that ended and puts
+/// the task back to pending, due `at`, one attempt further, unless it is no
+/// longer as the writer saw it or a cancel was asked for.
+async fn retry_later(
+    c: &Transaction<'_>,
+    p: &TaskFinishParams,
+    at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let n = execute(
+        c,
+        "WITH kept AS (
+            INSERT INTO task_attempts (task_id, attempt, status, reason, exit_code, signal,
+                instance_id, instance_name, host, started_at, ended_at, log)
+            SELECT id, attempt, $1, $2, $3, $4, instance_id, instance_name, host, started_at, $5,
+                COALESCE($6::text, log)
+            FROM tasks WHERE id = $7 AND status = $8
+                AND ($9::uuid IS NULL OR instance_id = $9::uuid) AND NOT cancel_requested
+            RETURNING task_id
+         )
+         UPDATE tasks SET status = $10, attempt = attempt + 1, due_at = $11, reason = NULL,
+            exit_code = NULL, signal = NULL, instance_id = NULL, instance_name = NULL,
+            host = NULL, started_at = NULL, deadline_at = NULL, pgid = NULL, log = NULL,
+            log_local = false, result = NULL
+         FROM kept WHERE tasks.id = kept.task_id",
+        &[
+            &st(p.status),
+            &p.reason,
+            &p.exit_code,
+            &p.signal,
+            &ms(p.ended_at),
+            &p.log,
+            &p.id,
+            &st(p.expect),
+            &p.expect_instance,
+            &PENDING,
+            &ms(at),
+        ],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+/// A task's past attempts, oldest first.
+pub async fn attempts<C: GenericClient>(
+    c: &C,
+    id: Uuid,
+) -> StoreResult<Vec<crate::store::Attempt>> {
+    let rows = super::rows::query(
+        c,
+        "SELECT attempt, status, reason, exit_code, signal, instance_id, instance_name,
+            started_at, ended_at, log
+         FROM task_attempts WHERE task_id = $1 ORDER BY attempt",
+        &[&id],
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let attempt: i64 = r.try_get(0)?;
+        let key = format!("{id}/{attempt}");
+        let status_text: String = r.try_get(1)?;
+        out.push(crate::store::Attempt {
+            attempt: u32::try_from(attempt).map_err(|e| StoreError::Corrupt {
+                table: "task_attempts",
+                id: key.clone(),
+                why: e.to_string(),
+            })?,
+            status: super::rows::status("task_attempts", &key, &status_text)?,
+            reason: r.try_get(2)?,
+            exit_code: r.try_get(3)?,
+            signal: r.try_get(4)?,
+            instance_id: r.try_get(5)?,
+            instance: r.try_get(6)?,
+            started_at: r.try_get::<_, Option<i64>>(7)?.map(from_ms),
+            ended_at: from_ms(r.try_get(8)?),
+            log: r.try_get(9)?,
+        });
+    }
+    Ok(out)
 }
 
 /// After `id` ended with `status`: on completion its dependents become due; on

@@ -111,6 +111,31 @@ CREATE INDEX tasks_ended ON tasks (status, ended_at);
                 terminal = terminal_states()
             ),
         ),
+        (
+            3,
+            "
+-- Retries: the attempts before a task's current (or last) one, and the flag
+-- of tasks that failed after using their attempts on transient failures.
+ALTER TABLE tasks ADD COLUMN needs_review INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_review ON tasks (id) WHERE needs_review = 1;
+CREATE TABLE task_attempts (
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    exit_code INTEGER,
+    signal INTEGER,
+    instance_id TEXT,
+    instance_name TEXT,
+    host TEXT,
+    started_at INTEGER,
+    ended_at INTEGER NOT NULL,
+    log TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
+"
+            .to_string(),
+        ),
     ]
 }
 

@@ -171,6 +171,10 @@ impl Store for SqliteStore {
         self.call(move |c| tasks::get(c, id)).await
     }
 
+    async fn task_attempts(&self, id: Uuid) -> StoreResult<Vec<Attempt>> {
+        self.call(move |c| tasks::attempts(c, id)).await
+    }
+
     async fn task_find_prefix(&self, prefix: &str, limit: usize) -> StoreResult<Vec<Task>> {
         let lo = prefix.to_ascii_lowercase();
         self.call(move |c| {
@@ -203,6 +207,9 @@ impl Store for SqliteStore {
             if let Some(s) = &p.schedule {
                 wheres.push("schedule = ?");
                 args.push(s);
+            }
+            if p.needs_review {
+                wheres.push("needs_review = 1");
             }
             let limit = p.limit as i64;
             args.push(&limit);
@@ -431,14 +438,19 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let mut stmt =
                 c.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND status IN (?2, ?3, ?4)")?;
+            let mut attempts = c.prepare_cached("DELETE FROM task_attempts WHERE task_id = ?1")?;
             let mut n = 0;
             for id in &ids {
-                n += stmt.execute(params![
+                let gone = stmt.execute(params![
                     id.to_string(),
                     TaskStatus::Completed.as_str(),
                     TaskStatus::Failed.as_str(),
                     TaskStatus::Canceled.as_str()
                 ])?;
+                if gone > 0 {
+                    attempts.execute(params![id.to_string()])?;
+                }
+                n += gone;
             }
             Ok(n)
         })

@@ -235,11 +235,17 @@ pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
     if p.expect.is_terminal() {
         return Ok(false);
     }
+    if let Some(at) = p.retry_at
+        && retry_later(c, p, at)?
+    {
+        return Ok(true);
+    }
     let changed = c
         .prepare_cached(
             "UPDATE tasks SET status = ?1, reason = ?2, exit_code = ?3, signal = ?4, ended_at = ?5,
                 result = ?6, log = COALESCE(?7, log), pgid = NULL,
-                log_local = (COALESCE(?7, log) IS NOT NULL AND COALESCE(?7, log) NOT LIKE 's3://%')
+                log_local = (COALESCE(?7, log) IS NOT NULL AND COALESCE(?7, log) NOT LIKE 's3://%'),
+                needs_review = ?11
              WHERE id = ?8 AND status = ?9 AND (?10 IS NULL OR instance_id = ?10)",
         )?
         .execute(params![
@@ -253,6 +259,7 @@ pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
             p.id.to_string(),
             st(p.expect),
             p.expect_instance.map(|i| i.to_string()),
+            p.needs_review,
         ])?;
     if changed == 0 {
         return Ok(false);
@@ -279,6 +286,94 @@ pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
     }
     release_dependents(c, p.id, p.status, p.ended_at)?;
     Ok(true)
+}
+
+/// Records the attempt that ended as one of the task's attempts and puts the
+/// task back to pending, due `at`, with its attempt number one higher. Applies
+/// only if the task is still as the writer saw it and nobody asked to cancel
+/// it (then it ends as usual, without retry). Returns whether it applied.
+fn retry_later(c: &Connection, p: &TaskFinishParams, at: DateTime<Utc>) -> StoreResult<bool> {
+    let kept = c
+        .prepare_cached(
+            "INSERT INTO task_attempts (task_id, attempt, status, reason, exit_code, signal,
+                instance_id, instance_name, host, started_at, ended_at, log)
+             SELECT id, attempt, ?1, ?2, ?3, ?4, instance_id, instance_name, host, started_at, ?5,
+                COALESCE(?6, log)
+             FROM tasks WHERE id = ?7 AND status = ?8 AND (?9 IS NULL OR instance_id = ?9)
+                AND cancel_requested = 0",
+        )?
+        .execute(params![
+            st(p.status),
+            p.reason,
+            p.exit_code,
+            p.signal,
+            ms(p.ended_at),
+            p.log,
+            p.id.to_string(),
+            st(p.expect),
+            p.expect_instance.map(|i| i.to_string()),
+        ])?;
+    if kept == 0 {
+        return Ok(false);
+    }
+    c.prepare_cached(
+        "UPDATE tasks SET status = ?1, attempt = attempt + 1, due_at = ?2, reason = NULL,
+            exit_code = NULL, signal = NULL, instance_id = NULL, instance_name = NULL, host = NULL,
+            started_at = NULL, deadline_at = NULL, pgid = NULL, log = NULL, log_local = 0,
+            result = NULL
+         WHERE id = ?3",
+    )?
+    .execute(params![PENDING, ms(at), p.id.to_string()])?;
+    Ok(true)
+}
+
+/// A task's past attempts, oldest first.
+pub fn attempts(c: &Connection, id: Uuid) -> StoreResult<Vec<crate::store::Attempt>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT attempt, status, reason, exit_code, signal, instance_id, instance_name,
+            started_at, ended_at, log
+         FROM task_attempts WHERE task_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map(params![id.to_string()], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<i32>>(3)?,
+            r.get::<_, Option<i32>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<i64>>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, Option<String>>(9)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (attempt, status, reason, exit_code, signal, inst, name, started, ended, log) = row?;
+        let corrupt = |why: String| StoreError::Corrupt {
+            table: "task_attempts",
+            id: format!("{id}/{attempt}"),
+            why,
+        };
+        out.push(crate::store::Attempt {
+            attempt,
+            status: status
+                .parse()
+                .map_err(|e: crate::model::status::UnknownStatus| corrupt(e.to_string()))?,
+            reason,
+            exit_code,
+            signal,
+            instance_id: inst
+                .map(|s| Uuid::parse_str(&s).map_err(|e| corrupt(e.to_string())))
+                .transpose()?,
+            instance: name,
+            started_at: started.map(from_ms),
+            ended_at: from_ms(ended),
+            log,
+        });
+    }
+    Ok(out)
 }
 
 /// After `id` ended with `status`: on completion its dependents become due; on
