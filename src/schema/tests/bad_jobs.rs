@@ -151,6 +151,50 @@ retry = { max_attempts = 0, backoff = "1x" }
 }
 
 #[test]
+fn bad_retry_settings_are_errors_at_their_keys() {
+    let p = Project::new();
+    p.job("a");
+    p.write(
+        "schema/a.toml",
+        r#"[jobs.a]
+retry = { max_attempts = 3, backoff = "1m", max_backoff = "10s", jitter = 1.5 }
+transient_exit_codes = [75, 100, 0]
+"#,
+    );
+    let errors = p.load_err();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    let f = "schema/a.toml";
+    assert_error(
+        &errors,
+        f,
+        2,
+        "jobs.a.retry.jitter",
+        "fraction from 0 to 1, got 1.5",
+    );
+    assert_error(
+        &errors,
+        f,
+        2,
+        "jobs.a.retry.max_backoff",
+        "\"10s\" is shorter than backoff (1m)",
+    );
+    assert_error(
+        &errors,
+        f,
+        3,
+        "jobs.a.transient_exit_codes",
+        "100 cannot mean",
+    );
+    assert_error(
+        &errors,
+        f,
+        3,
+        "jobs.a.transient_exit_codes",
+        "0 cannot mean",
+    );
+}
+
+#[test]
 fn settings_for_a_job_without_executable_are_an_error() {
     let p = Project::new();
     p.job("a");

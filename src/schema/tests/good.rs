@@ -14,7 +14,9 @@ max_execution_time = "10m"
 kill_grace = "5s"
 queue = "notifications"
 priority = 5
-retry = { max_attempts = 3, backoff = "1m30s" }
+retry = { max_attempts = 3, backoff = "1m30s", max_backoff = "10m", jitter = 0.25 }
+transient_exit_codes = [75, 69]
+retry_on_timeout = false
 
 [[schedules]]
 name = "nightly-report"
@@ -67,6 +69,11 @@ fn a_schema_using_every_feature_loads_into_jobs_and_schedules() {
             retry: RetryPolicy {
                 max_attempts: 3,
                 backoff: Duration::from_secs(90),
+                max_backoff: Duration::from_secs(600),
+                jitter: 0.25,
+                transient_exit_codes: vec![75, 69],
+                retry_on_timeout: false,
+                ..RetryPolicy::default()
             },
         }
     );

@@ -278,3 +278,68 @@ pub async fn mark_spawned_records_process_while_running(h: &dyn Harness) {
         "a finish without a log keeps the recorded one"
     );
 }
+
+/// A retried end records the attempt and returns the task to pending, one
+/// attempt further, only over the state the writer saw, and not when a cancel
+/// was asked for (then the task ends as the end says). Exhaustion flags it.
+#[doc(hidden)]
+pub async fn finish_with_retry_records_the_attempt(h: &dyn Harness) {
+    let store = h.open().await;
+    let s = &*store;
+    let now = now_ms();
+    let w = Worker::new("retrier");
+    let t = insert(s, new_task("flaky", now - secs(1))).await;
+    let running = claim_one(s, &w, now, t.id).await;
+    let retry = TaskFinishParams {
+        reason: Some("exit 75".into()),
+        exit_code: Some(75),
+        log: Some("/tmp/jobslot/flaky.log".into()),
+        retry_at: Some(now + secs(30)),
+        ..end(&running, &w, TaskStatus::Failed, now + secs(1))
+    };
+    let refused = TaskFinishParams {
+        expect_instance: Some(Worker::new("other").id),
+        ..retry.clone()
+    };
+    assert!(!finish(s, refused).await, "another instance's retry");
+    assert!(finish(s, retry.clone()).await);
+    let back = get(s, t.id).await;
+    assert_eq!(back.status, TaskStatus::Pending);
+    assert_eq!(back.attempt, 2);
+    assert_eq!(back.start_at, Some(now + secs(30)));
+    assert_eq!((back.instance_id, back.instance.as_deref()), (None, None));
+    assert_eq!((back.reason, back.exit_code, back.log), (None, None, None));
+    assert!(!finish(s, retry).await, "the same end twice");
+    let attempts = s.task_attempts(t.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    let a = &attempts[0];
+    assert_eq!((a.attempt, a.status), (1, TaskStatus::Failed));
+    assert_eq!(a.reason.as_deref(), Some("exit 75"));
+    assert_eq!(a.exit_code, Some(75));
+    assert_eq!(a.instance_id, Some(w.id));
+    assert_eq!(a.instance.as_deref(), Some("retrier"));
+    assert_eq!(a.started_at, Some(now));
+    assert_eq!(a.ended_at, now + secs(1));
+    assert_eq!(a.log.as_deref(), Some("/tmp/jobslot/flaky.log"));
+
+    // The second attempt, with a cancel asked for while it ran: no retry.
+    let second = claim_one(s, &w, now + secs(30), t.id).await;
+    assert_eq!(second.attempt, 2);
+    s.task_cancel(t.id, now + secs(31)).await.expect("cancel");
+    let retry = TaskFinishParams {
+        reason: Some("exit 75 (attempts exhausted: 2 of 2)".into()),
+        retry_at: Some(now + secs(60)),
+        needs_review: true,
+        ..end(&second, &w, TaskStatus::Failed, now + secs(32))
+    };
+    assert!(finish(s, retry).await);
+    let done = get(s, t.id).await;
+    assert_eq!(
+        done.status,
+        TaskStatus::Failed,
+        "a cancel wins over a retry"
+    );
+    assert_eq!(done.attempt, 2);
+    assert!(done.needs_review);
+    assert_eq!(s.task_attempts(t.id).await.expect("attempts").len(), 1);
+}

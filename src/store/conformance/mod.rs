@@ -42,7 +42,8 @@ pub use claims::{
 };
 pub use finish::{
     finish_inserts_next_occurrence_atomically, finish_is_compare_and_set,
-    finish_never_overwrites_terminal_state, mark_spawned_records_process_while_running,
+    finish_never_overwrites_terminal_state, finish_with_retry_records_the_attempt,
+    mark_spawned_records_process_while_running,
 };
 pub use instances::{
     instances_register_heartbeat_stop_list, orphans_are_foreign_tasks_past_deadline_and_grace,
@@ -108,6 +109,7 @@ macro_rules! with_cases {
             finish_is_compare_and_set,
             finish_never_overwrites_terminal_state,
             finish_inserts_next_occurrence_atomically,
+            finish_with_retry_records_the_attempt,
             mark_spawned_records_process_while_running,
             after_link_waits_for_completion,
             after_link_cancels_chain_when_predecessor_fails_or_is_canceled,
