@@ -261,7 +261,7 @@ async fn migrate_reports_the_same_version_on_both_backends(backend: Backend) {
     let p = Project::on(backend);
     p.job("a", "true");
     let v = p.cli_json(&["migrate"]);
-    assert_eq!(v["version"], 2, "{v}");
+    assert_eq!(v["version"], 3, "{v}");
     let again = p.cli_json(&["migrate"]);
-    assert_eq!(again["version"], 2);
+    assert_eq!(again["version"], 3);
 }

@@ -71,13 +71,22 @@ pub async fn prune(
                 .map_err(|e| fail(e.to_string(), &done))?;
         }
         for r in &rows {
-            let Some(path) = r.log.as_deref().filter(|l| parse_s3_url(l).is_none()) else {
-                continue;
-            };
-            match tokio::fs::remove_file(path).await {
-                Ok(()) => done.local_logs += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(format!("cannot delete {path}: {e}"), &done)),
+            // The logs of earlier attempts stay local files where they were
+            // written (see docs/decisions.md, Retries).
+            let earlier = store
+                .task_attempts(r.id)
+                .await
+                .map_err(|e| fail(e.to_string(), &done))?;
+            let local = std::iter::once(r.log.clone())
+                .chain(earlier.into_iter().map(|a| a.log))
+                .flatten()
+                .filter(|l| parse_s3_url(l).is_none());
+            for path in local {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => done.local_logs += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(fail(format!("cannot delete {path}: {e}"), &done)),
+                }
             }
         }
         done.tasks += store

@@ -177,7 +177,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
     }
     for s in &stores {
         assert_eq!(s.schema(), schema.name);
-        assert_eq!(s.migrate().await.expect("migrate"), 2);
+        assert_eq!(s.migrate().await.expect("migrate"), 3);
     }
     let client = schema.connect().await;
     let versions = client
@@ -188,7 +188,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
         .await
         .expect("versions");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2], "each migration applied once");
+    assert_eq!(versions, [1, 2, 3], "each migration applied once");
 }
 
 async fn woken(notify: &Notify, within: Duration) -> bool {
