@@ -96,15 +96,7 @@ async fn a_big_task_waits_while_smaller_ones_pass_it(backend: Backend) {
     let store = p.store().await;
     let inst = p.start("x", 2, &[]);
     let hold = enqueue(&p, &["hold"]);
-    wait_for("hold running", Duration::from_secs(10), || async {
-        store
-            .task_get(hold)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.status == TaskStatus::Running)
-    })
-    .await;
+    wait_running(store.as_ref(), hold, Duration::from_secs(10)).await;
     // One slot is busy: the 2-slot task waits, the 1-slot task behind it runs.
     let big = enqueue(&p, &["big"]);
     let small = enqueue(&p, &["small"]);

@@ -104,15 +104,7 @@ async fn logs_are_capped_and_followed_until_the_task_ends(backend: Backend) {
     assert!(text.len() < 1024 + 100, "log is {} bytes", text.len());
 
     let id = enqueue(&p, &["slowprint"]);
-    wait_for("slowprint running", Duration::from_secs(10), || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.status == TaskStatus::Running)
-    })
-    .await;
+    wait_running(store.as_ref(), id, Duration::from_secs(10)).await;
     let t0 = Instant::now();
     let mut follow = p
         .cmd()

@@ -190,15 +190,7 @@ async fn graceful_shutdown_lets_short_tasks_finish_and_stops_the_rest(backend: B
     let short = enqueue(&p, &["short"]);
     let long = enqueue(&p, &["long"]);
     for id in [short, long] {
-        wait_for("running", Duration::from_secs(10), || async {
-            store
-                .task_get(id)
-                .await
-                .ok()
-                .flatten()
-                .filter(|t| t.status == TaskStatus::Running)
-        })
-        .await;
+        wait_running(store.as_ref(), id, Duration::from_secs(10)).await;
     }
     let t0 = Instant::now();
     inst.signal(Signal::SIGTERM);
@@ -229,15 +221,7 @@ async fn a_second_signal_stops_running_tasks_at_once(backend: Backend) {
     let store = p.store().await;
     let inst = p.start("a", 2, &["--shutdown-timeout", "60s"]);
     let id = enqueue(&p, &["long"]);
-    wait_for("running", Duration::from_secs(10), || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.status == TaskStatus::Running)
-    })
-    .await;
+    wait_running(store.as_ref(), id, Duration::from_secs(10)).await;
     let t0 = Instant::now();
     inst.signal(Signal::SIGINT);
     tokio::time::sleep(Duration::from_millis(200)).await;

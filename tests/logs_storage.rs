@@ -354,15 +354,7 @@ async fn follow_tails_a_running_task_and_ends_with_it_across_the_upload() {
     let inst = p.start("a", 1, FAST_RETRY);
     let store = p.store().await;
     let id = enqueue(&p, &["talk"]);
-    wait_for("talk running", Duration::from_secs(10), || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.status == TaskStatus::Running)
-    })
-    .await;
+    wait_running(store.as_ref(), id, Duration::from_secs(10)).await;
     let out = p
         .cmd()
         .args(["logs", "--follow", &id.to_string()])

@@ -184,15 +184,7 @@ async fn an_orphaned_task_is_retried_on_another_instance(backend: Backend) {
     let store = p.store().await;
     let a = p.start("a", 1, &["--orphan-grace", "500ms"]);
     let id = enqueue(&p, &["resilient"]);
-    wait_for("task running on a", Duration::from_secs(10), || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|t| t.status == TaskStatus::Running)
-    })
-    .await;
+    wait_running(store.as_ref(), id, Duration::from_secs(10)).await;
     a.signal(Signal::SIGKILL);
     drop(a);
     let _b = p.start("b", 1, &["--orphan-grace", "500ms"]);

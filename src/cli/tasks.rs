@@ -169,22 +169,11 @@ pub async fn retry(ctx: &Ctx, a: IdArg) -> Result<i32> {
     metadata.insert("retryOf".into(), serde_json::json!(t.id.to_string()));
     let new = store
         .task_insert(crate::store::NewTask {
-            id: Uuid::now_v7(),
-            job: t.job.clone(),
-            queue: t.queue.clone(),
-            priority: t.priority,
-            slots: t.slots,
-            max_execution_time: t.max_execution_time,
-            kill_grace: t.kill_grace,
             schedule: None,
             recurrence: None,
-            after: crate::store::AfterLink::None,
             parent: t.parent,
-            args: t.args.clone(),
             metadata: serde_json::Value::Object(metadata),
-            due_at: now,
-            created_at: now,
-            attempt: 1,
+            ..crate::store::NewTask::fresh_occurrence(&t, crate::store::AfterLink::None, now)
         })
         .await?;
     if ctx.json {

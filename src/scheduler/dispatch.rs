@@ -154,7 +154,7 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
         if *shared.stopping.borrow() {
             return Ok(None);
         }
-        shared.take_freed_at();
+        shared.clear_freed_at();
         let free = shared.free_slots();
         if free == 0 {
             break;

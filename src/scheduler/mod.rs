@@ -102,12 +102,9 @@ impl Shared {
         self.config.slots.saturating_sub(used)
     }
 
-    /// Takes the time the first slot freed since the last call was freed.
-    fn take_freed_at(&self) -> Option<tokio::time::Instant> {
-        self.freed_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+    /// Forgets when a slot was last freed (a claim is about to use it).
+    fn clear_freed_at(&self) {
+        *self.freed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The time the first slot freed since the last claim was freed.

@@ -357,6 +357,19 @@ pub async fn wait_terminal(store: &dyn Store, id: Uuid, limit: Duration) -> Task
     .await
 }
 
+/// Waits for a task to be running.
+pub async fn wait_running(store: &dyn Store, id: Uuid, limit: Duration) -> Task {
+    wait_for(&format!("task {id} to run"), limit, || async {
+        store
+            .task_get(id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|t| t.status == TaskStatus::Running)
+    })
+    .await
+}
+
 /// Every task of a job.
 pub async fn tasks_of(store: &dyn Store, job: &str) -> Vec<Task> {
     store
