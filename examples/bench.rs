@@ -91,6 +91,7 @@ fn task(job: &str, due: chrono::DateTime<chrono::Utc>, max: Duration) -> NewTask
         due_at: due,
         created_at: chrono::Utc::now(),
         attempt: 1,
+        unique_key: None,
     }
 }
 
@@ -345,6 +346,7 @@ async fn claim_throughput(label: &str, url_for: impl Fn(usize) -> String) -> Res
                             free_slots: 8,
                             limit: 8,
                             now: chrono::Utc::now(),
+                            starvation_after: None,
                         })
                         .await;
                     match got {

@@ -10,6 +10,7 @@
 //! composes everything.
 
 pub mod cli;
+pub mod client;
 pub mod logs;
 pub mod model;
 pub mod runner;

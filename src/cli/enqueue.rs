@@ -1,8 +1,8 @@
 //! `jobslot enqueue`: adds a task and prints its id.
 
 use super::{Ctx, output};
-use crate::model::{CronExpr, Recurrence, TaskStatus, parse_duration};
-use crate::store::{AfterLink, NewTask};
+use crate::client::{Client, Enqueue};
+use crate::model::{TaskStatus, parse_duration};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -45,6 +45,10 @@ pub struct EnqueueArgs {
     /// Priority (default: the job's); higher runs first.
     #[arg(long, allow_negative_numbers = true)]
     pub priority: Option<i32>,
+    /// Refuse the task while another live task (pending, running or
+    /// waiting) has this key.
+    #[arg(long)]
+    pub unique_key: Option<String>,
     /// Wait for the task to end; exit 0 only if it completed.
     #[arg(long)]
     pub wait: bool,
@@ -53,80 +57,43 @@ pub struct EnqueueArgs {
 /// Adds the task.
 pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
     let schema = crate::schema::load(&ctx.project).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(job) = schema.jobs.get(&a.job) else {
-        bail!(
-            "unknown job {:?}: no executable jobs/{}[.ext] in {}",
-            a.job,
-            a.job,
-            ctx.project.display()
-        );
-    };
     let args: Value = serde_json::from_str(&a.args)
         .with_context(|| format!("--args is not valid JSON: {}", a.args))?;
-    let now = Utc::now();
-    let due: DateTime<Utc> = match (&a.at, a.in_) {
-        (Some(at), _) => DateTime::parse_from_rfc3339(at)
-            .with_context(|| {
+    let mut e = Enqueue::new(&a.job).args(args);
+    match (&a.at, a.in_) {
+        (Some(at), _) => {
+            let at = DateTime::parse_from_rfc3339(at).with_context(|| {
                 format!("--at {at:?} is not an RFC 3339 time (e.g. 2026-01-01T02:00:00Z)")
-            })?
-            .with_timezone(&Utc),
-        (None, Some(d)) => now + chrono::Duration::milliseconds(d.as_millis() as i64),
-        (None, None) => now,
-    };
-    let recurrence = match (a.every, &a.cron) {
-        (Some(d), _) if d.is_zero() => bail!("--every must be longer than 0"),
-        (Some(d), _) => Some(Recurrence::Every {
-            interval: d,
-            start_at: Some(due),
-        }),
-        (None, Some(expr)) => {
-            let tz = a.timezone.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "unknown time zone {:?} (use an IANA name such as Europe/Paris)",
-                    a.timezone
-                )
             })?;
-            Some(Recurrence::Cron(Box::new(CronExpr::parse(expr, tz)?)))
+            e = e.at(at.with_timezone(&Utc));
         }
-        (None, None) => None,
-    };
-    let due = match (&recurrence, &a.at, a.in_) {
-        (Some(Recurrence::Cron(c)), None, None) => c.next_after(now).unwrap_or(now),
-        _ => due,
-    };
-    let store = ctx.store().await?;
-    let after = match &a.after {
-        Some(s) => AfterLink::Task(resolve_id(store.as_ref(), s).await?),
-        None => AfterLink::None,
-    };
-    let parent = match &a.parent {
-        Some(s) if !s.is_empty() => Some(resolve_id(store.as_ref(), s).await?),
-        _ => None,
-    };
-    let mut metadata = serde_json::json!({});
-    if recurrence.is_some() {
-        metadata[crate::scheduler::recurrence::LAST_COMPLETED_AT] = Value::Null;
+        (None, Some(d)) => e = e.delay(d),
+        (None, None) => {}
     }
-    let task = store
-        .task_insert(NewTask {
-            id: Uuid::now_v7(),
-            job: job.name.clone(),
-            queue: a.queue.clone().unwrap_or_else(|| job.queue.clone()),
-            priority: a.priority.unwrap_or(job.priority),
-            slots: job.slots,
-            max_execution_time: job.max_execution_time,
-            kill_grace: job.kill_grace,
-            schedule: None,
-            recurrence: recurrence.as_ref().map(Recurrence::to_json),
-            after,
-            parent,
-            args,
-            metadata,
-            due_at: due,
-            created_at: now,
-            attempt: 1,
-        })
-        .await?;
+    match (a.every, &a.cron) {
+        (Some(d), _) if d.is_zero() => bail!("--every must be longer than 0"),
+        (Some(d), _) => e = e.every(d),
+        (None, Some(expr)) => e = e.cron(expr, &a.timezone)?,
+        (None, None) => {}
+    }
+    if let Some(q) = &a.queue {
+        e = e.queue(q);
+    }
+    if let Some(p) = a.priority {
+        e = e.priority(p);
+    }
+    if let Some(k) = &a.unique_key {
+        e = e.unique_key(k);
+    }
+    let store = ctx.store().await?;
+    if let Some(s) = &a.after {
+        e = e.after(resolve_id(store.as_ref(), s).await?);
+    }
+    if let Some(s) = a.parent.as_deref().filter(|s| !s.is_empty()) {
+        e = e.parent(resolve_id(store.as_ref(), s).await?);
+    }
+    let client = Client::with_store(store.clone(), schema, ctx.project.clone());
+    let task = client.enqueue(e).await?;
     if !a.wait {
         if ctx.json {
             output::print_json(&task.to_json());

@@ -8,6 +8,7 @@ mod enqueue;
 mod init;
 mod output;
 mod prune_cmd;
+mod queues;
 mod run;
 mod schema_cmd;
 mod tasks;
@@ -112,6 +113,13 @@ pub enum Command {
     Cancel(tasks::IdArg),
     /// Run a failed or canceled task again (as a new task; prints its id).
     Retry(tasks::IdArg),
+    /// Show each queue's depth, running count and state.
+    Queues,
+    /// Pause or resume a queue on every instance.
+    Queue {
+        #[command(subcommand)]
+        action: queues::QueueAction,
+    },
     /// Delete finished tasks and their logs (local and stored).
     Prune(prune_cmd::PruneArgs),
     /// Create or upgrade the database tables (also done by every command).
@@ -195,6 +203,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Logs(a) => tasks::logs(&ctx, a).await,
         Command::Cancel(a) => tasks::cancel(&ctx, a).await,
         Command::Retry(a) => tasks::retry(&ctx, a).await,
+        Command::Queues => queues::list(&ctx).await,
+        Command::Queue { action } => queues::act(&ctx, action).await,
         Command::Prune(a) => prune_cmd::run(&ctx, a).await,
         Command::Migrate => {
             let store = ctx.store().await?;

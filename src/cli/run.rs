@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Time past a task's deadline before another instance fails it as orphaned.
     #[arg(long, env = "JOBSLOT_ORPHAN_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub orphan_grace: Duration,
+    /// A task due for longer than this is claimed before higher-priority
+    /// ones (one per claim, at most once a second); 0 turns the rule off.
+    #[arg(long, env = "JOBSLOT_STARVATION_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub starvation_after: Duration,
     /// How long running tasks may finish after SIGINT/SIGTERM.
     #[arg(long, env = "JOBSLOT_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -98,6 +102,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         slots,
         queues: a.queues.into_iter().filter(|q| !q.is_empty()).collect(),
         orphan_grace: a.orphan_grace,
+        starvation_after: Some(a.starvation_after).filter(|d| !d.is_zero()),
         shutdown_timeout: a.shutdown_timeout,
         poll_interval: a.poll_interval.max(Duration::from_millis(1)),
         heartbeat_interval: a.heartbeat_interval.max(Duration::from_millis(10)),

@@ -27,6 +27,9 @@ pub struct TasksArgs {
     /// Only tasks that failed after using every attempt on transient failures.
     #[arg(long)]
     pub needs_review: bool,
+    /// Only children of this task (id or unambiguous prefix).
+    #[arg(long)]
+    pub parent: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -74,6 +77,10 @@ pub async fn find(store: &dyn Store, s: &str) -> Result<Task> {
 /// `jobslot tasks`.
 pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
     let store = ctx.store().await?;
+    let parent = match &a.parent {
+        Some(p) => Some(find(store.as_ref(), p).await?.id),
+        None => None,
+    };
     let tasks = store
         .task_list(TaskListParams {
             status: a.status,
@@ -81,6 +88,7 @@ pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
             queue: a.queue,
             schedule: a.schedule,
             needs_review: a.needs_review,
+            parent,
             limit: a.limit,
         })
         .await?;
@@ -167,11 +175,21 @@ pub async fn retry(ctx: &Ctx, a: IdArg) -> Result<i32> {
         _ => serde_json::Map::new(),
     };
     metadata.insert("retryOf".into(), serde_json::json!(t.id.to_string()));
+    // A child retried while its parent still waits counts as one of its
+    // children; once the parent has ended it is a task of its own.
+    let parent = match t.parent {
+        Some(p) => store
+            .task_get(p)
+            .await?
+            .filter(|p| !p.status.is_terminal())
+            .map(|p| p.id),
+        None => None,
+    };
     let new = store
         .task_insert(crate::store::NewTask {
             schedule: None,
             recurrence: None,
-            parent: t.parent,
+            parent,
             metadata: serde_json::Value::Object(metadata),
             ..crate::store::NewTask::fresh_occurrence(&t, crate::store::AfterLink::None, now)
         })

@@ -32,6 +32,9 @@ pub struct Job {
     pub priority: i32,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// A job enqueued when a task of this job that created children has
+    /// seen them all end, with their outcomes and results in its args.
+    pub on_children_done: Option<String>,
 }
 
 impl Job {
@@ -46,6 +49,7 @@ impl Job {
             queue: DEFAULT_QUEUE.to_string(),
             priority: 0,
             retry: RetryPolicy::default(),
+            on_children_done: None,
         }
     }
 }

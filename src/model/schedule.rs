@@ -18,6 +18,8 @@ pub struct Schedule {
     pub recurrence: Recurrence,
     /// Args given to every occurrence.
     pub args: Value,
+    /// The unique key every occurrence holds while it is live.
+    pub unique_key: Option<String>,
 }
 
 /// How a recurring task's occurrences follow each other.

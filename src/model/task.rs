@@ -70,6 +70,9 @@ pub struct Task {
     /// It failed after using every attempt on transient failures: someone
     /// should look at it (`jobslot tasks --needs-review`).
     pub needs_review: bool,
+    /// While the task is live (pending, running or waiting), no other live
+    /// task may have the same key.
+    pub unique_key: Option<String>,
 }
 
 /// RFC 3339 UTC with milliseconds, as every time is printed.
@@ -120,6 +123,7 @@ impl Task {
             "max_execution_time_ms": self.max_execution_time.as_millis() as u64,
             "log": self.log,
             "needs_review": self.needs_review,
+            "unique_key": self.unique_key,
         })
     }
 }

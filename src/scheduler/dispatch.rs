@@ -29,10 +29,16 @@ pub async fn apply_schema(
                 Recurrence::After { schedule } => (now, AfterLink::Schedule(schedule.clone())),
                 r => (r.first_due(now)?, AfterLink::None),
             };
+            // The unique key rides in the stored recurrence, so that changing
+            // it counts as a change of the schedule.
+            let mut recurrence = s.recurrence.to_json();
+            if let Some(key) = &s.unique_key {
+                recurrence[super::recurrence::UNIQUE_KEY] = serde_json::Value::from(key.clone());
+            }
             Some(ScheduleSpec {
                 name: s.name.clone(),
                 job: s.job.clone(),
-                recurrence: s.recurrence.to_json(),
+                recurrence: recurrence.clone(),
                 args: s.args.clone(),
                 first: NewTask {
                     id: Uuid::now_v7(),
@@ -43,7 +49,7 @@ pub async fn apply_schema(
                     max_execution_time: job.max_execution_time,
                     kill_grace: job.kill_grace,
                     schedule: Some(s.name.clone()),
-                    recurrence: Some(s.recurrence.to_json()),
+                    recurrence: Some(recurrence),
                     after,
                     parent: None,
                     args: s.args.clone(),
@@ -51,6 +57,7 @@ pub async fn apply_schema(
                     due_at,
                     created_at: now,
                     attempt: 1,
+                    unique_key: s.unique_key.clone(),
                 },
             })
         })
@@ -169,6 +176,7 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
                 free_slots: free,
                 limit: free as usize,
                 now,
+                starvation_after: shared.starvation_after(),
             })
             .await?;
         if claimed.is_empty() {

@@ -111,11 +111,23 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             })
             .await;
             shared.wake.notify_one();
+            // Parents that may be done: those that just began to wait, and
+            // those of children that just ended.
+            let mut settle = Vec::new();
+            for (e, status) in ended.iter().zip(&applied) {
+                match status {
+                    Some(TaskStatus::Waiting) => settle.push(e.task.id),
+                    Some(s) if s.is_terminal() => settle.extend(e.task.parent),
+                    _ => {}
+                }
+            }
             if let Some(uploads) = &shared.uploads {
-                for ((e, p), ok) in ended.iter().zip(&params).zip(applied) {
+                for (e, status) in ended.iter().zip(&applied) {
                     // A retried attempt's log stays where it is, named in its
-                    // attempt record.
-                    if let (true, None, Some(path)) = (ok, p.retry_at, &e.log) {
+                    // attempt record; a waiting parent's goes when it ends.
+                    if let (Some(s), Some(path)) = (status, &e.log)
+                        && s.is_terminal()
+                    {
                         uploads.push(crate::store::LocalLog {
                             id: e.task.id,
                             instance: Some(shared.instance.id),
@@ -123,6 +135,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                         });
                     }
                 }
+            }
+            if !settle.is_empty() {
+                super::children::settle(&shared, settle).await;
             }
         }
         for tx in done {
@@ -223,7 +238,7 @@ fn random_unit() -> f64 {
     (u64::from_be_bytes(tail) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn next_for(
+pub(super) async fn next_for(
     shared: &Shared,
     task: &Task,
     status: TaskStatus,
@@ -286,9 +301,16 @@ pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResu
             result: None,
             log: None,
             next,
+            callback: None,
         }])
         .await?;
-    if applied.first().copied().unwrap_or(false) {
+    let status = applied.first().copied().flatten();
+    if let (Some(s), Some(parent)) = (status, task.parent)
+        && s.is_terminal()
+    {
+        super::children::settle(shared, vec![parent]).await;
+    }
+    if status.is_some() {
         tracing::warn!(task = %task.id, instance = %holder, retry_at = ?plan.retry_at, "task failed as orphaned");
         // A retried attempt's log stays where it is, named in its attempt record.
         if let (Some(uploads), true, Some(path)) = (

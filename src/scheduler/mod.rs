@@ -8,6 +8,7 @@
 //! slot freed) or from another (the store's change signal), with a short poll
 //! only as the fallback.
 
+mod children;
 mod dispatch;
 mod finish;
 pub mod prune;
@@ -44,6 +45,9 @@ pub struct InstanceConfig {
     pub queues: Vec<String>,
     /// Time past a task's deadline before another instance fails it as orphaned.
     pub orphan_grace: Duration,
+    /// The anti-starvation rule: a task due for longer than this is claimed
+    /// before higher-priority ones (see [`crate::store::TaskClaimParams`]).
+    pub starvation_after: Option<Duration>,
     /// How long running tasks may finish after a shutdown signal.
     pub shutdown_timeout: Duration,
     /// Fallback poll interval.
@@ -87,6 +91,8 @@ struct Shared {
     wake: Arc<Notify>,
     /// Wakes the dispatcher: another process committed to the database.
     external: Arc<Notify>,
+    /// When the last claim applied the anti-starvation rule.
+    aged_claim_at: Mutex<Option<tokio::time::Instant>>,
     /// When the earliest running task of another instance becomes an orphan.
     orphan_deadline: Mutex<Option<chrono::DateTime<Utc>>>,
     finisher: mpsc::UnboundedSender<finish::Event>,
@@ -110,6 +116,20 @@ impl Shared {
     /// The time the first slot freed since the last claim was freed.
     fn peek_freed_at(&self) -> Option<tokio::time::Instant> {
         *self.freed_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The anti-starvation age for the claim about to run: the rule applies
+    /// to at most one claim a second (or per `starvation_after`, if shorter),
+    /// so the common claim stays a single statement.
+    fn starvation_after(&self) -> Option<Duration> {
+        let age = self.config.starvation_after?;
+        let now = tokio::time::Instant::now();
+        let mut last = self.aged_claim_at.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| now < t + age.min(Duration::from_secs(1))) {
+            return None;
+        }
+        *last = Some(now);
+        Some(age)
     }
 
     fn running_count(&self) -> usize {
@@ -185,6 +205,7 @@ pub async fn run_instance(
         wake,
         external,
         orphan_deadline: Mutex::new(None),
+        aged_claim_at: Mutex::new(None),
         finisher: finisher_tx,
         stopping,
         uploads,
@@ -347,6 +368,7 @@ async fn maintain_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        children::sweep(&shared).await;
         match shared.store.task_table_maintain().await {
             Ok(crate::store::TableMaintenance::Vacuumed) => {
                 tracing::debug!("vacuumed the tasks table")

@@ -11,6 +11,9 @@ use uuid::Uuid;
 /// The key in a recurring task's metadata holding the schedule's last success.
 pub const LAST_COMPLETED_AT: &str = "lastCompletedAt";
 
+/// The key in a schedule's stored recurrence holding its `unique_key`.
+pub const UNIQUE_KEY: &str = "unique_key";
+
 /// The schedule's last successful run as the task knows it.
 pub fn last_completed_at(task: &Task) -> Option<String> {
     task.metadata
@@ -57,6 +60,13 @@ pub fn next_occurrence(
         metadata[LAST_COMPLETED_AT] = Value::Null;
     }
     let same_job = job_name == task.job;
+    let unique_key = match schedule {
+        Some(_) => recurrence_json
+            .get(UNIQUE_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        None => task.unique_key.clone(),
+    };
     Some(NewTask {
         id: Uuid::now_v7(),
         queue: if same_job {
@@ -85,6 +95,7 @@ pub fn next_occurrence(
         due_at,
         created_at: now,
         attempt: 1,
+        unique_key,
     })
 }
 
@@ -116,6 +127,7 @@ pub fn finish_params(
         result,
         log,
         next,
+        callback: None,
     }
 }
 
@@ -157,6 +169,7 @@ mod tests {
             host: None,
             pgid: None,
             needs_review: false,
+            unique_key: None,
         }
     }
 

@@ -115,7 +115,15 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
             report.outcome
         }
     };
-    let result = read_result(&result_path).await;
+    let result = match read_result(&result_path).await {
+        Ok(v) => v,
+        Err(warning) => {
+            // The task's own log says why it has no result.
+            tracing::warn!(task = %task.id, "{warning}");
+            append_to_log(&log_path, &format!("[jobslot] warning: {warning}")).await;
+            None
+        }
+    };
     tracing::info!(outcome = ?outcome, "task ended");
     let _ = shared.finisher.send(Event::Ended(Box::new(Ended {
         task: task.clone(),
@@ -157,27 +165,41 @@ fn child_env(
     ]
 }
 
-/// Reads and removes the task's result file, if it wrote one.
-async fn read_result(path: &PathBuf) -> Option<serde_json::Value> {
-    let meta = tokio::fs::metadata(path).await.ok()?;
+/// Reads and removes the task's result file, if it wrote one. An empty file
+/// is no result; one that is too big or not JSON is an error saying so.
+async fn read_result(path: &PathBuf) -> Result<Option<serde_json::Value>, String> {
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return Ok(None);
+    };
     let out = if meta.len() > RESULT_LIMIT {
-        tracing::warn!(
-            bytes = meta.len(),
-            "result file over {RESULT_LIMIT} bytes ignored"
-        );
-        None
+        Err(format!(
+            "the result file ($JOBSLOT_RESULT_FILE) has {} bytes, over the limit of {RESULT_LIMIT}; the task has no result",
+            meta.len()
+        ))
     } else {
         match tokio::fs::read(path).await {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(error = %e, "result file is not valid JSON; ignored");
-                    None
-                }
-            },
-            Err(_) => None,
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!(
+                    "the result file ($JOBSLOT_RESULT_FILE) is not valid JSON ({e}); the task has no result"
+                )
+            }),
+            Err(e) => Err(format!("cannot read the result file: {e}")),
         }
     };
     let _ = tokio::fs::remove_file(path).await;
     out
+}
+
+/// Adds a line of jobslot's own at the end of a task's log.
+async fn append_to_log(path: &std::path::Path, line: &str) {
+    use tokio::io::AsyncWriteExt;
+    let file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .await;
+    if let Ok(mut f) = file {
+        let _ = f.write_all(format!("\n{line}\n").as_bytes()).await;
+    }
 }

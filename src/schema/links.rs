@@ -36,6 +36,20 @@ pub(crate) fn apply_job_entries(
                 continue;
             }
             seen.insert(name, place(source, span.clone()));
+            if let Some(callback) = &entry.raw.on_children_done
+                && jobs_dir_found
+                && !jobs.contains_key(callback.get_ref())
+            {
+                let c = callback.get_ref();
+                let message = format!(
+                    "unknown job {c:?} in on_children_done: no executable jobs/{c} or jobs/{c}.<ext>"
+                );
+                errors.push(source.at(
+                    callback.span(),
+                    &entry.key.key("on_children_done"),
+                    message,
+                ));
+            }
             if let Some(job) = jobs.get_mut(name) {
                 apply_job_settings(job, &entry.raw, source, &entry.key, errors);
                 continue;
@@ -70,6 +84,7 @@ pub(crate) fn check_schedule_links(
     errors: &mut Vec<SchemaError>,
 ) {
     let mut defs: HashMap<&str, Def<'_>> = HashMap::new();
+    let mut keys: HashMap<&str, String> = HashMap::new();
     let entries = files
         .iter()
         .flat_map(|f| f.schedules.iter().map(move |e| (&f.source, e)));
@@ -94,6 +109,17 @@ pub(crate) fn check_schedule_links(
             );
             errors.push(source.at(name.span(), &entry.key.key("name"), message));
             continue;
+        }
+        if let Some(key) = &entry.raw.unique_key {
+            if let Some(first) = keys.get(key.get_ref().as_str()) {
+                let message = format!(
+                    "unique_key {:?} is already the key of schedule {first:?}: two schedules cannot share one",
+                    key.get_ref()
+                );
+                errors.push(source.at(key.span(), &entry.key.key("unique_key"), message));
+            } else {
+                keys.insert(key.get_ref(), name.get_ref().clone());
+            }
         }
         defs.insert(
             name.get_ref(),

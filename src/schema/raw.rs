@@ -24,6 +24,7 @@ pub(crate) struct RawJob {
     pub retry_on_timeout: Option<Spanned<bool>>,
     pub retry_on_signal: Option<Spanned<bool>>,
     pub retry_on_orphan: Option<Spanned<bool>>,
+    pub on_children_done: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, backoff, max_backoff, jitter }` as written.
@@ -52,6 +53,7 @@ pub(crate) struct RawSchedule {
     pub start_at: Option<Spanned<toml::Value>>,
     pub after: Option<Spanned<String>>,
     pub args: Option<Spanned<toml::Value>>,
+    pub unique_key: Option<Spanned<String>>,
 }
 
 /// A `[jobs.NAME]` entry with where it is.

@@ -184,6 +184,18 @@ pub(crate) fn apply_job_settings(
     if let Some(v) = &raw.retry_on_orphan {
         job.retry.retry_on_orphan = *v.get_ref();
     }
+    if let Some(v) = &raw.on_children_done {
+        // Whether the job exists is for `links`.
+        if is_valid_name(v.get_ref()) {
+            job.on_children_done = Some(v.get_ref().clone());
+        } else {
+            c.fail(
+                v,
+                "on_children_done",
+                format!("invalid job name {:?}: {NAME_RULE}", v.get_ref()),
+            );
+        }
+    }
 }
 
 /// Turns one `[[schedules]]` entry into a [`Schedule`], or records why not.
@@ -225,12 +237,18 @@ pub(crate) fn check_schedule(
         }),
         None => Value::Object(Default::default()),
     };
+    if let Some(k) = &raw.unique_key
+        && (k.get_ref().trim().is_empty() || k.get_ref().len() > 200)
+    {
+        c.fail(k, "unique_key", "must be 1 to 200 characters, not blank");
+    }
     match (&raw.name, &raw.job, recurrence) {
         (Some(name), Some(job), Some(recurrence)) if !c.failed => Some(Schedule {
             name: name.get_ref().clone(),
             job: job.get_ref().clone(),
             recurrence,
             args,
+            unique_key: raw.unique_key.as_ref().map(|k| k.get_ref().clone()),
         }),
         _ => None,
     }

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// A background database thread went away.
     #[error("database worker stopped: {0}")]
     Worker(String),
+    /// The write contradicts what is stored (a unique key in use, a parent
+    /// that has ended); the message says what.
+    #[error("{0}")]
+    Conflict(String),
     /// PostgreSQL rejected an operation or could not be reached. Serialization
     /// failures and deadlocks are retried inside the backend first.
     #[error("database error: {message}")]
@@ -69,6 +73,15 @@ pub enum StoreError {
         /// What went wrong; never contains a password.
         message: String,
     },
+}
+
+impl StoreError {
+    /// The error for a second live task with a unique key in use.
+    pub fn unique_key_taken(key: &str, holder: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "unique key {key:?} is held by live task {holder}; it is free again once that task ends"
+        ))
+    }
 }
 
 /// Result of a store operation.
@@ -106,8 +119,13 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a claimed task back to pending at a new due time (a missed occurrence).
     async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool>;
     /// Ends tasks: each only if still in its expected state. Returns, per task,
-    /// whether it was applied.
-    async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>>;
+    /// the status written, or `None` when it did not apply. A task asked to
+    /// complete (from running) while it has children becomes `Waiting`
+    /// instead; a retried one `Pending`.
+    async fn task_finish_many(
+        &self,
+        p: Vec<TaskFinishParams>,
+    ) -> StoreResult<Vec<Option<TaskStatus>>>;
     /// Cancels a pending task, or asks its instance to stop a running one.
     async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<CancelOutcome>;
     /// Running tasks of an instance that a user asked to cancel.
@@ -134,6 +152,13 @@ pub trait Store: Send + Sync + 'static {
     /// it once enough dead row versions piled up, since every claim and end
     /// leaves one behind; SQLite needs nothing.)
     async fn task_table_maintain(&self) -> StoreResult<TableMaintenance>;
+
+    /// Pauses a queue on every instance; false if it already was.
+    async fn queue_pause(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Resumes a paused queue; false if it was not paused.
+    async fn queue_resume(&self, name: &str) -> StoreResult<bool>;
+    /// Every queue with live tasks or paused, by name.
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
 
     /// Applies schedules and job settings atomically and idempotently.
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport>;

@@ -79,6 +79,8 @@ pub struct NewTask {
     pub created_at: DateTime<Utc>,
     /// Attempt number (1 for a new task).
     pub attempt: u32,
+    /// Refused while another live task has the same key.
+    pub unique_key: Option<String>,
 }
 
 impl NewTask {
@@ -107,6 +109,7 @@ impl NewTask {
             due_at: now,
             created_at: now,
             attempt: 1,
+            unique_key: t.unique_key.clone(),
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct TaskListParams {
     pub schedule: Option<String>,
     /// Only tasks flagged for review.
     pub needs_review: bool,
+    /// Only children of this task.
+    pub parent: Option<Uuid>,
     /// At most this many.
     pub limit: usize,
 }
@@ -145,6 +150,10 @@ pub struct TaskClaimParams {
     pub limit: usize,
     /// The current time.
     pub now: DateTime<Utc>,
+    /// The anti-starvation rule: a task due for longer than this is taken
+    /// first, whatever its priority (one such task per claim, the one due
+    /// longest). `None` turns the rule off (strict priority order).
+    pub starvation_after: Option<Duration>,
 }
 
 impl TaskClaimParams {
@@ -217,6 +226,9 @@ pub struct TaskFinishParams {
     /// The task failed for good after using its attempts on transient
     /// failures: flag it for review.
     pub needs_review: bool,
+    /// A task inserted in the same transaction if the end applies: the
+    /// `on_children_done` callback of a parent whose children are done.
+    pub callback: Option<NewTask>,
 }
 
 /// One past attempt of a task (the current or last one is the task itself).
@@ -274,6 +286,52 @@ pub enum CancelOutcome {
     AlreadyEnded(TaskStatus),
     /// No such task.
     NotFound,
+}
+
+/// A queue as `jobslot queues` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    /// Its name.
+    pub name: String,
+    /// Pending tasks (the depth).
+    pub pending: u64,
+    /// Pending tasks already due.
+    pub due: u64,
+    /// Running tasks.
+    pub running: u64,
+    /// Tasks waiting for their children.
+    pub waiting: u64,
+    /// When it was paused, if it is.
+    pub paused_at: Option<DateTime<Utc>>,
+}
+
+impl QueueStats {
+    /// An idle, active queue.
+    pub fn new(name: &str) -> Self {
+        QueueStats {
+            name: name.to_string(),
+            pending: 0,
+            due: 0,
+            running: 0,
+            waiting: 0,
+            paused_at: None,
+        }
+    }
+
+    /// The queue as printed by `jobslot queues --json`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "queue": self.name,
+            "state": if self.paused_at.is_some() { "paused" } else { "active" },
+            "paused": self.paused_at.is_some(),
+            "paused_at": self.paused_at.map(crate::model::fmt_time),
+            "depth": self.pending,
+            "pending": self.pending,
+            "due": self.due,
+            "running": self.running,
+            "waiting": self.waiting,
+        })
+    }
 }
 
 /// Lists orphaned tasks.

@@ -330,6 +330,7 @@ pub fn new_task(job: &str, args: Value) -> NewTask {
         due_at: now,
         created_at: now,
         attempt: 1,
+        unique_key: None,
     }
 }
 

@@ -75,6 +75,7 @@ fn a_schema_using_every_feature_loads_into_jobs_and_schedules() {
                 retry_on_timeout: false,
                 ..RetryPolicy::default()
             },
+            on_children_done: None,
         }
     );
     assert_eq!(

@@ -94,7 +94,11 @@ pub async fn finish_is_compare_and_set(h: &dyn Harness) {
         .task_finish_many(vec![failed, end(&running, &w, TaskStatus::Failed, now)])
         .await
         .expect("task_finish_many");
-    assert_eq!(flags, vec![true, false], "one flag per task, in order");
+    assert_eq!(
+        flags,
+        vec![Some(TaskStatus::Failed), None],
+        "one status per task, in order"
+    );
     let f = get(s, t2.id).await;
     assert_eq!(
         (f.status, f.reason.as_deref(), f.signal, f.exit_code),

@@ -48,6 +48,7 @@ pub fn new_task(job: &str, due: DateTime<Utc>) -> NewTask {
         due_at: due,
         created_at: due,
         attempt: 1,
+        unique_key: None,
     }
 }
 
@@ -102,6 +103,7 @@ impl Worker {
             free_slots,
             limit,
             now,
+            starvation_after: None,
         }
     }
 }
@@ -168,6 +170,7 @@ pub(super) fn end(
         result: None,
         log: None,
         next: None,
+        callback: None,
     }
 }
 
@@ -177,8 +180,8 @@ pub(super) async fn finish(s: &dyn Store, p: TaskFinishParams) -> bool {
         .task_finish_many(vec![p])
         .await
         .unwrap_or_else(|e| panic!("task_finish_many {id}: {e}"));
-    assert_eq!(out.len(), 1, "task_finish_many returns one flag per task");
-    out[0]
+    assert_eq!(out.len(), 1, "task_finish_many returns one status per task");
+    out[0].is_some()
 }
 
 /// Inserts a task, claims it for `w` at `now` and ends it with `status`.

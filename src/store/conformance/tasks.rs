@@ -59,6 +59,7 @@ pub async fn task_insert_round_trips_every_field(h: &dyn Harness) {
         due_at: now + millis(1_234),
         created_at: now - millis(17),
         attempt: 2,
+        unique_key: Some("round-trip é".to_string()),
     };
     let inserted = insert(s, new.clone()).await;
     let want = Task {
@@ -92,6 +93,7 @@ pub async fn task_insert_round_trips_every_field(h: &dyn Harness) {
         host: None,
         pgid: None,
         needs_review: false,
+        unique_key: Some("round-trip é".to_string()),
     };
     assert_eq!(inserted, want, "task_insert must return the task as stored");
     assert_eq!(

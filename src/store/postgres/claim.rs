@@ -17,6 +17,43 @@ use uuid::Uuid;
 
 const PENDING: &str = TaskStatus::Pending.as_str();
 
+/// Which queues a claim may take from: the instance's queues without the
+/// paused ones, or, for an instance serving all queues, all but the paused.
+#[derive(Debug, Clone)]
+pub struct QueueFilter {
+    /// Queue names; empty with `exclude` means every queue.
+    names: Vec<String>,
+    /// Whether `names` are the queues to leave out (else the only ones).
+    exclude: bool,
+}
+
+impl QueueFilter {
+    /// The filter for an instance serving `served` (empty: all) while
+    /// `paused` are paused.
+    pub fn new(served: &[String], paused: &[String]) -> Self {
+        if served.is_empty() {
+            return QueueFilter {
+                names: paused.to_vec(),
+                exclude: true,
+            };
+        }
+        let mut names: Vec<String> = served
+            .iter()
+            .filter(|q| !paused.contains(q))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            // Every queue it serves is paused: match nothing (no queue has
+            // an empty name).
+            names.push(String::new());
+        }
+        QueueFilter {
+            names,
+            exclude: false,
+        }
+    }
+}
+
 /// The claim's candidate query: the highest priority level among pending tasks
 /// below `$7` (a loose index scan), then that level's due tasks as an index
 /// range scan over `tasks_claim (status, priority DESC, due_at, id)` in ORDER BY
@@ -33,7 +70,7 @@ pub const CLAIM_SELECT: &str = concat!(
     task_columns!(),
     " FROM tasks WHERE status = $1 AND priority = level.p
        AND due_at <= $3 AND slots <= $4
-       AND (cardinality($6::text[]) = 0 OR queue = ANY($6::text[]))
+       AND (cardinality($6::text[]) = 0 OR (queue = ANY($6::text[])) <> $7::bool)
        ORDER BY due_at, id LIMIT $5
        FOR UPDATE SKIP LOCKED
      ) AS c ON true"
@@ -58,7 +95,7 @@ pub const CLAIM_PREFIX: &str = concat!(
        SELECT id AS cid, slots AS cslots, due_at AS cdue FROM tasks
        WHERE status = $1 AND priority = (SELECT p FROM level)
          AND due_at <= $2 AND slots <= $3
-         AND (cardinality($5::text[]) = 0 OR queue = ANY($5::text[]))
+         AND (cardinality($5::text[]) = 0 OR (queue = ANY($5::text[])) <> $10::bool)
        ORDER BY due_at, id LIMIT $4
        FOR UPDATE SKIP LOCKED
      ),
@@ -75,21 +112,79 @@ pub const CLAIM_PREFIX: &str = concat!(
     ", (SELECT COUNT(*) FROM c)"
 );
 
-/// Claims with [`CLAIM_PREFIX`]; returns the tasks taken and whether that
-/// settles the claim (all slots or the limit used, or nothing more to read).
-pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<Task>, bool)> {
-    let stmt = c.prepare_cached(CLAIM_PREFIX).await?;
+/// The anti-starvation pick, in one statement: the task due longest, if it
+/// has been due since before `$2` and fits, marked running (walks
+/// `tasks_due (status, due_at)`).
+pub const CLAIM_AGED: &str = concat!(
+    "WITH c AS (
+       SELECT id AS cid FROM tasks
+       WHERE status = $1 AND due_at <= $2 AND slots <= $3
+         AND (cardinality($4::text[]) = 0 OR (queue = ANY($4::text[])) <> $10::bool)
+       ORDER BY due_at, id LIMIT 1
+       FOR UPDATE SKIP LOCKED
+     )
+     UPDATE tasks SET status = $5, instance_id = $6, instance_name = $7, host = $8,
+       started_at = $9, deadline_at = $9 + max_execution_ms
+     FROM c WHERE id = c.cid
+     RETURNING ",
+    task_columns!()
+);
+
+/// Claims with [`CLAIM_AGED`]: the task due longest, if it has waited more
+/// than `p.starvation_after`.
+pub async fn claim_aged(
+    c: &Client,
+    p: &TaskClaimParams,
+    filter: &QueueFilter,
+) -> StoreResult<Vec<Task>> {
+    let Some(age) = p.starvation_after else {
+        return Ok(Vec::new());
+    };
+    let stmt = c.prepare_cached(CLAIM_AGED).await?;
     let now = ms(p.now);
-    let params: [Param; 9] = [
+    let cutoff = now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    let params: [Param; 10] = [
         &PENDING,
-        &now,
+        &cutoff,
         &i64::from(p.free_slots),
-        &(p.limit as i64),
-        &p.queues,
+        &filter.names,
         &TaskStatus::Running.as_str(),
         &p.instance_id,
         &p.instance_name,
         &p.host,
+        &now,
+        &filter.exclude,
+    ];
+    let rows = c.query(&stmt, &params).await?;
+    let mut taken = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut t = task_from_row(r)?;
+        p.mark_running(&mut t);
+        taken.push(t);
+    }
+    Ok(taken)
+}
+
+/// Claims with [`CLAIM_PREFIX`]; returns the tasks taken and whether that
+/// settles the claim (all slots or the limit used, or nothing more to read).
+pub async fn claim_prefix(
+    c: &Client,
+    p: &TaskClaimParams,
+    filter: &QueueFilter,
+) -> StoreResult<(Vec<Task>, bool)> {
+    let stmt = c.prepare_cached(CLAIM_PREFIX).await?;
+    let now = ms(p.now);
+    let params: [Param; 10] = [
+        &PENDING,
+        &now,
+        &i64::from(p.free_slots),
+        &(p.limit as i64),
+        &filter.names,
+        &TaskStatus::Running.as_str(),
+        &p.instance_id,
+        &p.instance_name,
+        &p.host,
+        &filter.exclude,
     ];
     let rows = c.query(&stmt, &params).await?;
     let mut taken = Vec::with_capacity(rows.len());
@@ -108,7 +203,7 @@ pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<T
 
 /// The column after the task columns in [`CLAIM_SELECT`]'s rows (the level)
 /// and [`CLAIM_PREFIX`]'s (the number of candidates read).
-const EXTRA_COLUMN: usize = 30;
+const EXTRA_COLUMN: usize = 31;
 
 /// Claims due tasks: one priority level at a time, greedily while slots remain.
 /// Runs its own transaction on `c`; on an error the transaction is rolled back
@@ -117,6 +212,7 @@ const EXTRA_COLUMN: usize = 30;
 pub async fn claim(
     c: &Client,
     p: &TaskClaimParams,
+    filter: &QueueFilter,
 ) -> Result<Vec<Task>, (crate::store::StoreError, bool)> {
     let select = c
         .prepare_cached(CLAIM_SELECT)
@@ -129,12 +225,12 @@ pub async fn claim(
     let (begin, first) = tokio::join!(
         biased;
         c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
-        pick(c, &select, p, i64::MAX, p.free_slots, p.limit),
+        pick(c, &select, p, filter, i64::MAX, p.free_slots, p.limit),
     );
     let outcome = match (begin, first) {
         (Err(e), _) => Err(e.into()),
         (Ok(()), first) => match first {
-            Ok(first) => take_rest(c, &select, &update, p, first).await,
+            Ok(first) => take_rest(c, &select, &update, p, filter, first).await,
             Err(e) => Err(e),
         },
     };
@@ -178,18 +274,20 @@ async fn pick(
     c: &Client,
     select: &tokio_postgres::Statement,
     p: &TaskClaimParams,
+    filter: &QueueFilter,
     below: i64,
     mut free: u32,
     limit: usize,
 ) -> StoreResult<Picked> {
     let now = ms(p.now);
-    let params: [Param; 6] = [
+    let params: [Param; 7] = [
         &PENDING,
         &below,
         &now,
         &i64::from(free),
         &(limit as i64),
-        &p.queues,
+        &filter.names,
+        &filter.exclude,
     ];
     let rows = c.query(select, &params).await?;
     let mut out = Picked {
@@ -228,6 +326,7 @@ async fn take_rest(
     select: &tokio_postgres::Statement,
     update: &tokio_postgres::Statement,
     p: &TaskClaimParams,
+    filter: &QueueFilter,
     first: Picked,
 ) -> StoreResult<(Vec<Task>, Vec<Uuid>)> {
     let mut picked: Vec<Task> = Vec::new();
@@ -249,7 +348,7 @@ async fn take_rest(
         } else {
             i64::from(level)
         };
-        step = pick(c, select, p, below, free, p.limit - picked.len()).await?;
+        step = pick(c, select, p, filter, below, free, p.limit - picked.len()).await?;
     }
     Ok((picked, unmarked))
 }

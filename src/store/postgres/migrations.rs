@@ -151,6 +151,27 @@ CREATE TABLE task_attempts (
 "
             .to_string(),
         ),
+        (
+            4,
+            format!(
+                "
+-- Unique tasks: no two live tasks share a key.
+ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX tasks_unique_live ON tasks (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ({live});
+-- Paused queues: no instance claims their tasks.
+CREATE TABLE queue_pauses (
+    name TEXT COLLATE \"C\" PRIMARY KEY,
+    paused_at BIGINT NOT NULL
+);
+",
+                live = literals(&[
+                    TaskStatus::Pending,
+                    TaskStatus::Running,
+                    TaskStatus::Waiting
+                ])
+            ),
+        ),
     ]
 }
 

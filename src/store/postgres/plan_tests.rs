@@ -48,8 +48,8 @@ async fn claim_query_walks_its_index_without_sorting() {
             &client,
             mode,
             CLAIM_SELECT,
-            "text, bigint, bigint, bigint, bigint, text[]",
-            &format!("'pending', {}, {now}, 8, 8, '{{}}'", i64::MAX),
+            "text, bigint, bigint, bigint, bigint, text[], bool",
+            &format!("'pending', {}, {now}, 8, 8, '{{}}', true", i64::MAX),
         )
         .await;
         assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
@@ -60,8 +60,10 @@ async fn claim_query_walks_its_index_without_sorting() {
             &client,
             mode,
             CLAIM_PREFIX,
-            "text, bigint, bigint, bigint, text[], text, uuid, text, text",
-            &format!("'pending', {now}, 8, 8, '{{}}', 'running', gen_random_uuid(), 'a', 'h'"),
+            "text, bigint, bigint, bigint, text[], text, uuid, text, text, bool",
+            &format!(
+                "'pending', {now}, 8, 8, '{{}}', 'running', gen_random_uuid(), 'a', 'h', true"
+            ),
         )
         .await;
         assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
@@ -139,10 +141,11 @@ async fn hot_writes_find_their_rows_by_id() {
         (
             "batched completions",
             FINISH_COMPLETED,
-            "text, uuid[], text[], int4[], int4[], int8[], text[], text[], text[], uuid[], text",
+            "text, uuid[], text[], int4[], int4[], int8[], text[], text[], text[], uuid[], text, text",
             format!(
                 "'completed', {ids}, '{{NULL,NULL}}', '{{0,0}}', '{{NULL,NULL}}', '{{1,2}}', \
-                 '{{NULL,NULL}}', '{{a,b}}', '{{running,running}}', '{{NULL,NULL}}', 'pending'"
+                 '{{NULL,NULL}}', '{{a,b}}', '{{running,running}}', '{{NULL,NULL}}', 'pending', \
+                 'waiting'"
             ),
         ),
     ];
@@ -177,7 +180,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
     }
     for s in &stores {
         assert_eq!(s.schema(), schema.name);
-        assert_eq!(s.migrate().await.expect("migrate"), 3);
+        assert_eq!(s.migrate().await.expect("migrate"), 4);
     }
     let client = schema.connect().await;
     let versions = client
@@ -188,7 +191,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
         .await
         .expect("versions");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3], "each migration applied once");
+    assert_eq!(versions, [1, 2, 3, 4], "each migration applied once");
 }
 
 async fn woken(notify: &Notify, within: Duration) -> bool {

@@ -74,11 +74,12 @@ pub async fn list<C: GenericClient>(c: &C, p: &TaskListParams) -> StoreResult<Ve
     let mut wheres: Vec<String> = Vec::new();
     let mut args: Vec<Param> = Vec::new();
     let status = p.status.map(|s| s.as_str());
-    let filters: [(&str, Option<Param>); 4] = [
+    let filters: [(&str, Option<Param>); 5] = [
         ("status", status.as_ref().map(|s| s as Param)),
         ("job", p.job.as_ref().map(|j| j as Param)),
         ("queue", p.queue.as_ref().map(|q| q as Param)),
         ("schedule", p.schedule.as_ref().map(|s| s as Param)),
+        ("parent", p.parent.as_ref().map(|s| s as Param)),
     ];
     for (column, value) in filters {
         if let Some(value) = value {
@@ -102,6 +103,50 @@ pub async fn list<C: GenericClient>(c: &C, p: &TaskListParams) -> StoreResult<Ve
         args.len()
     );
     tasks(c, &sql, &args).await
+}
+
+/// Every queue with live tasks or paused, by name.
+pub async fn queue_stats<C: GenericClient>(
+    c: &C,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<Vec<crate::store::QueueStats>> {
+    use crate::store::QueueStats;
+    let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
+    let live = super::tasks::live_states();
+    let rows = query(
+        c,
+        "SELECT queue, status, COUNT(*), COUNT(*) FILTER (WHERE due_at <= $2) FROM tasks
+         WHERE status = ANY($1) GROUP BY queue, status",
+        &[&live, &super::rows::ms(now)],
+    )
+    .await?;
+    for r in &rows {
+        let queue: String = r.try_get(0)?;
+        let status: String = r.try_get(1)?;
+        let n = u64::try_from(r.try_get::<_, i64>(2)?).unwrap_or(0);
+        let due = u64::try_from(r.try_get::<_, i64>(3)?).unwrap_or(0);
+        let q = by_name
+            .entry(queue.clone())
+            .or_insert_with(|| QueueStats::new(&queue));
+        match status.parse::<TaskStatus>() {
+            Ok(TaskStatus::Pending) => {
+                q.pending = n;
+                q.due = due;
+            }
+            Ok(TaskStatus::Running) => q.running = n,
+            Ok(TaskStatus::Waiting) => q.waiting = n,
+            _ => {}
+        }
+    }
+    for r in &query(c, "SELECT name, paused_at FROM queue_pauses", &[]).await? {
+        let name: String = r.try_get(0)?;
+        let paused_at = super::rows::from_ms(r.try_get(1)?);
+        by_name
+            .entry(name.clone())
+            .or_insert_with(|| QueueStats::new(&name))
+            .paused_at = Some(paused_at);
+    }
+    Ok(by_name.into_values().collect())
 }
 
 /// Running tasks of an instance that a user asked to cancel.

@@ -21,7 +21,7 @@ macro_rules! task_columns {
         "id, job, status, reason, exit_code, signal, attempt, queue, \
          priority, slots, max_execution_ms, kill_grace_ms, schedule, recurrence, instance_id, \
          instance_name, parent, after_id, args, metadata, result, created_at, due_at, started_at, \
-         ended_at, deadline_at, log, host, pgid, needs_review"
+         ended_at, deadline_at, log, host, pgid, needs_review, unique_key"
     };
 }
 pub(crate) use task_columns;
@@ -161,6 +161,7 @@ pub fn task_from_row(r: &Row) -> StoreResult<Task> {
         host: r.try_get(27)?,
         pgid: r.try_get(28)?,
         needs_review: r.try_get(29)?,
+        unique_key: r.try_get(30)?,
     })
 }
 

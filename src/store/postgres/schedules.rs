@@ -136,7 +136,7 @@ pub async fn apply(
                     AfterLink::Schedule(u) => (Some(u.clone()), tasks::live_of(c, u).await?, None),
                     _ => (None, None, Some(ms(f.due_at))),
                 };
-                let params: [Param; 12] = [
+                let params: [Param; 13] = [
                     &id,
                     &f.job,
                     &f.queue,
@@ -149,12 +149,13 @@ pub async fn apply(
                     &after_schedule,
                     &after_id,
                     &due,
+                    &f.unique_key,
                 ];
                 execute(
                     c,
                     "UPDATE tasks SET job = $2, queue = $3, priority = $4, slots = $5,
                         max_execution_ms = $6, kill_grace_ms = $7, recurrence = $8, args = $9,
-                        after_schedule = $10, after_id = $11, due_at = $12
+                        after_schedule = $10, after_id = $11, due_at = $12, unique_key = $13
                      WHERE id = $1",
                     &params,
                 )

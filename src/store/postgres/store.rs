@@ -168,7 +168,10 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>> {
+    async fn task_finish_many(
+        &self,
+        p: Vec<TaskFinishParams>,
+    ) -> StoreResult<Vec<Option<TaskStatus>>> {
         let mut ids: Vec<Uuid> = p.iter().map(|f| f.id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -186,7 +189,10 @@ impl Store for PostgresStore {
             if released {
                 self.notify_after_commit().await;
             }
-            return Ok(p.iter().map(|f| applied.contains(&f.id)).collect());
+            return Ok(p
+                .iter()
+                .map(|f| applied.iter().find(|(id, _)| *id == f.id).map(|(_, s)| *s))
+                .collect());
         }
         let (p, channel) = (Arc::new(p), self.channel.clone());
         self.write(body!(|tx, p, channel| {
@@ -194,8 +200,8 @@ impl Store for PostgresStore {
             let mut made_work = false;
             for f in p.iter() {
                 let r = tasks::finish(tx, f).await?;
-                applied.push(r.is_some());
-                made_work |= r == Some(true);
+                applied.push(r.map(|(status, _)| status));
+                made_work |= r.is_some_and(|(_, work)| work);
             }
             // Wake other instances only when there is new work for them.
             if made_work {
@@ -298,6 +304,36 @@ impl Store for PostgresStore {
 
     async fn task_table_maintain(&self) -> StoreResult<TableMaintenance> {
         self.maintain().await
+    }
+
+    async fn queue_pause(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let name: Arc<str> = name.into();
+        self.write_rc(body!(|tx, name| {
+            let n = execute(
+                tx,
+                "INSERT INTO queue_pauses (name, paused_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&&*name, &ms(now)],
+            )
+            .await?;
+            Ok(n > 0)
+        }))
+        .await
+    }
+
+    async fn queue_resume(&self, name: &str) -> StoreResult<bool> {
+        let (name, channel) = (Arc::<str>::from(name), self.channel.clone());
+        self.write_rc(body!(|tx, name, channel| {
+            let n = execute(tx, "DELETE FROM queue_pauses WHERE name = $1", &[&&*name]).await?;
+            // Its tasks may be claimed again: wake the instances.
+            notify(tx, &channel).await?;
+            Ok(n > 0)
+        }))
+        .await
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        self.read(body!(|c| queries::queue_stats(c, now).await))
+            .await
     }
 
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {

@@ -64,6 +64,7 @@ async fn work(s: Arc<dyn Store>, n: usize) {
                 free_slots: 4,
                 limit: 3,
                 now: later,
+                starvation_after: None,
             })
             .await
             .expect("claim");
@@ -71,6 +72,7 @@ async fn work(s: Arc<dyn Store>, n: usize) {
             .iter()
             .enumerate()
             .map(|(i, t)| TaskFinishParams {
+                callback: None,
                 retry_at: None,
                 needs_review: false,
                 id: t.id,

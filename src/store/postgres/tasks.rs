@@ -73,13 +73,36 @@ pub async fn insert(c: &Transaction<'_>, t: &NewTask) -> StoreResult<()> {
             due = None;
         }
     }
+    if let Some(parent) = t.parent {
+        let p = get(c, parent)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchTask(parent.to_string()))?;
+        if p.status.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "parent task {parent} has already ended ({}): it can have no more children",
+                p.status
+            )));
+        }
+    }
+    if let (Some(key), false) = (&t.unique_key, status.is_terminal()) {
+        let holder = query_opt(
+            c,
+            "SELECT id FROM tasks WHERE unique_key = $1 AND status = ANY($2) LIMIT 1",
+            &[key, &live_states()],
+        )
+        .await?;
+        if let Some(holder) = holder {
+            let holder: Uuid = holder.try_get(0)?;
+            return Err(StoreError::unique_key_taken(key, &holder.to_string()));
+        }
+    }
     let ended = status.is_terminal().then(|| ms(t.created_at));
-    execute(
+    let inserted = execute(
         c,
         "INSERT INTO tasks (id, job, status, reason, attempt, queue, priority, slots,
             max_execution_ms, kill_grace_ms, schedule, recurrence, after_schedule, parent,
-            after_id, args, metadata, created_at, due_at, ended_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+            after_id, args, metadata, created_at, due_at, ended_at, unique_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         &[
             &t.id,
             &t.job,
@@ -101,9 +124,27 @@ pub async fn insert(c: &Transaction<'_>, t: &NewTask) -> StoreResult<()> {
             &ms(t.created_at),
             &due,
             &ended,
+            &t.unique_key,
         ],
     )
-    .await?;
+    .await;
+    match (inserted, &t.unique_key) {
+        // Another transaction took the key between the check and the insert.
+        (
+            Err(StoreError::Postgres {
+                code: Some(code),
+                message,
+            }),
+            Some(key),
+        ) if code == "23505" && message.contains("tasks_unique_live") => {
+            return Err(StoreError::unique_key_taken(
+                key,
+                "(another, just inserted)",
+            ));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), _) => {}
+    }
     if let Some(s) = &t.schedule {
         execute(
             c,
@@ -116,10 +157,15 @@ pub async fn insert(c: &Transaction<'_>, t: &NewTask) -> StoreResult<()> {
 }
 
 /// Ends one task if it is still as the writer saw it; then releases or cancels
-/// the tasks waiting on it and inserts its next occurrence.
-/// Returns `None` when the end did not apply, else whether it made work for
-/// other instances (a next occurrence, or tasks that waited on this one).
-pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Option<bool>> {
+/// the tasks waiting on it and inserts its next occurrence. A task asked to
+/// complete from running while it has children waits for them instead.
+/// Returns `None` when the end did not apply, else the status written and
+/// whether it made work for other instances (a next occurrence, a callback,
+/// or tasks that waited on this one).
+pub async fn finish(
+    c: &Transaction<'_>,
+    p: &TaskFinishParams,
+) -> StoreResult<Option<(TaskStatus, bool)>> {
     // Nothing overwrites a terminal state.
     if p.expect.is_terminal() {
         return Ok(None);
@@ -127,7 +173,29 @@ pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Op
     if let Some(at) = p.retry_at
         && retry_later(c, p, at).await?
     {
-        return Ok(Some(true));
+        return Ok(Some((TaskStatus::Pending, true)));
+    }
+    if p.status == TaskStatus::Completed && p.expect == TaskStatus::Running {
+        let n = execute(
+            c,
+            "UPDATE tasks SET status = $1, exit_code = $2, result = $3,
+                log = COALESCE($4::text, log), pgid = NULL
+             WHERE id = $5 AND status = $6 AND ($7::uuid IS NULL OR instance_id = $7::uuid)
+                AND EXISTS (SELECT 1 FROM tasks AS ch WHERE ch.parent = $5)",
+            &[
+                &st(TaskStatus::Waiting),
+                &p.exit_code,
+                &p.result.as_ref().map(|v| v.to_string()),
+                &p.log,
+                &p.id,
+                &st(p.expect),
+                &p.expect_instance,
+            ],
+        )
+        .await?;
+        if n > 0 {
+            return Ok(Some((TaskStatus::Waiting, false)));
+        }
     }
     let row = query_opt(
         c,
@@ -172,12 +240,71 @@ pub async fn finish(c: &Transaction<'_>, p: &TaskFinishParams) -> StoreResult<Op
             None => true,
         };
         if keep {
-            insert(c, next).await?;
-            made_work = true;
+            made_work |= insert_occurrence(c, next).await?;
         }
     }
+    if let Some(callback) = &p.callback {
+        insert(c, callback).await?;
+        made_work = true;
+    }
+    if matches!(p.status, TaskStatus::Failed | TaskStatus::Canceled) {
+        made_work |= cancel_children(c, p.id, p.status, p.ended_at).await?;
+    }
     made_work |= release_dependents(c, p.id, p.status, p.ended_at).await? > 0;
-    Ok(Some(made_work))
+    Ok(Some((p.status, made_work)))
+}
+
+/// SQLite's `insert_occurrence`: a next occurrence whose unique key another
+/// live task holds is left out (with a warning) instead of failing the end.
+/// Returns whether it was inserted.
+async fn insert_occurrence(c: &Transaction<'_>, next: &NewTask) -> StoreResult<bool> {
+    // A savepoint: the failed INSERT must not abort the end's transaction.
+    c.batch_execute("SAVEPOINT occurrence").await?;
+    match insert(c, next).await {
+        Err(StoreError::Conflict(why)) if next.schedule.is_some() => {
+            c.batch_execute("ROLLBACK TO SAVEPOINT occurrence").await?;
+            tracing::warn!(schedule = ?next.schedule, "next occurrence left out: {why}");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            c.batch_execute("RELEASE SAVEPOINT occurrence").await?;
+            Ok(true)
+        }
+    }
+}
+
+/// SQLite's `cancel_children`, translated. Returns whether it touched any.
+pub async fn cancel_children(
+    c: &Transaction<'_>,
+    parent: Uuid,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let rows = super::rows::query(
+        c,
+        "SELECT id, status FROM tasks WHERE parent = $1 AND status = ANY($2)",
+        &[&parent, &live_states()],
+    )
+    .await?;
+    let reason = format!("parent {parent} {status}");
+    let mut touched = false;
+    for r in &rows {
+        let child: Uuid = r.try_get(0)?;
+        let child_status: String = r.try_get(1)?;
+        touched = true;
+        if child_status == st(TaskStatus::Running) {
+            execute(
+                c,
+                "UPDATE tasks SET cancel_requested = true WHERE id = $1",
+                &[&child],
+            )
+            .await?;
+        } else if let Ok(s) = child_status.parse::<TaskStatus>() {
+            Box::pin(cancel_pending(c, child, s, now, &reason)).await?;
+        }
+    }
+    Ok(touched)
 }
 
 /// SQLite's `retry_later`, translated: records the attempt that ended and puts
@@ -338,6 +465,7 @@ pub async fn cancel_pending(
     )
     .await?;
     if n > 0 {
+        Box::pin(cancel_children(c, id, TaskStatus::Canceled, now)).await?;
         release_dependents(c, id, TaskStatus::Canceled, now).await?;
     }
     Ok(n > 0)
@@ -362,7 +490,10 @@ pub async fn next_due<C: GenericClient>(
 /// may cancel chains, whose effects depend on the order of ends, so they are
 /// written one at a time by [`finish`].
 pub fn finishes_in_bulk(p: &TaskFinishParams) -> bool {
-    p.status == TaskStatus::Completed && p.next.is_none() && !p.expect.is_terminal()
+    p.status == TaskStatus::Completed
+        && p.next.is_none()
+        && p.callback.is_none()
+        && p.expect == TaskStatus::Running
 }
 
 /// Completes several running tasks in one statement, each only if it is still
@@ -377,35 +508,44 @@ WITH v AS (
     SELECT * FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::int8[],
         $7::text[], $8::text[], $9::text[], $10::uuid[])
         AS v(id, reason, exit_code, signal, ended_at, result, log, expect, inst)
+), p AS (
+    -- A task with children waits for them instead of completing.
+    SELECT v.*, EXISTS (SELECT 1 FROM tasks AS ch WHERE ch.parent = v.id) AS waits FROM v
 ), done AS (
-    UPDATE tasks AS t SET status = $1, reason = v.reason, exit_code = v.exit_code,
-        signal = v.signal, ended_at = v.ended_at, result = v.result,
+    UPDATE tasks AS t SET status = CASE WHEN v.waits THEN $12 ELSE $1 END,
+        reason = v.reason, exit_code = v.exit_code, signal = v.signal,
+        ended_at = CASE WHEN v.waits THEN NULL ELSE v.ended_at END, result = v.result,
         log = COALESCE(v.log, t.log), pgid = NULL,
-        log_local = (COALESCE(v.log, t.log) IS NOT NULL
+        log_local = (NOT v.waits AND COALESCE(v.log, t.log) IS NOT NULL
             AND COALESCE(v.log, t.log) NOT ILIKE 's3://%')
-    FROM v
+    FROM p AS v
     WHERE t.id = v.id AND t.status = v.expect AND (v.inst IS NULL OR t.instance_id = v.inst)
-    RETURNING t.id, t.schedule, v.ended_at
+    RETURNING t.id, t.schedule, v.ended_at, t.status
 ), marked AS (
     UPDATE schedules AS s SET last_completed_at = m.at
     FROM (SELECT schedule, MAX(ended_at) AS at FROM done
-          WHERE schedule IS NOT NULL GROUP BY schedule) AS m
+          WHERE schedule IS NOT NULL AND status = $1 GROUP BY schedule) AS m
     WHERE s.name = m.schedule
 ), released AS (
     UPDATE tasks AS d SET due_at = done.ended_at FROM done
-    WHERE d.after_id = done.id AND d.status = $11
+    WHERE d.after_id = done.id AND d.status = $11 AND done.status = $1
     RETURNING d.id
 )
-SELECT done.id, (SELECT COUNT(*) FROM released) FROM done";
+SELECT done.id, (SELECT COUNT(*) FROM released), done.status FROM done";
 
-/// The ids of a batch that [`FINISH_COMPLETED`] applied, and whether it
+/// The ids of a batch that [`FINISH_COMPLETED`] applied with the status
+/// written (completed, or waiting for a task with children), and whether it
 /// released any task.
-pub fn finish_completed_rows(rows: &[tokio_postgres::Row]) -> StoreResult<(Vec<Uuid>, bool)> {
+pub fn finish_completed_rows(
+    rows: &[tokio_postgres::Row],
+) -> StoreResult<(Vec<(Uuid, TaskStatus)>, bool)> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut released = false;
     for r in rows {
-        ids.push(r.try_get::<_, Uuid>(0)?);
+        let id = r.try_get::<_, Uuid>(0)?;
         released |= r.try_get::<_, i64>(1)? > 0;
+        let status: String = r.try_get(2)?;
+        ids.push((id, super::rows::status("tasks", &id.to_string(), &status)?));
     }
     Ok((ids, released))
 }
@@ -423,6 +563,7 @@ pub struct FinishColumns {
     expect: Vec<&'static str>,
     inst: Vec<Option<Uuid>>,
     pending: &'static str,
+    waiting: &'static str,
 }
 
 impl FinishColumns {
@@ -440,6 +581,7 @@ impl FinishColumns {
             expect: Vec::new(),
             inst: Vec::new(),
             pending: PENDING,
+            waiting: st(TaskStatus::Waiting),
         };
         for p in ps {
             c.id.push(p.id);
@@ -456,7 +598,7 @@ impl FinishColumns {
     }
 
     /// The statement's parameters, in order.
-    pub fn params(&self) -> [super::rows::Param<'_>; 11] {
+    pub fn params(&self) -> [super::rows::Param<'_>; 12] {
         [
             &self.status,
             &self.id,
@@ -469,6 +611,7 @@ impl FinishColumns {
             &self.expect,
             &self.inst,
             &self.pending,
+            &self.waiting,
         ]
     }
 }

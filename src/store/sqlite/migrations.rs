@@ -136,6 +136,23 @@ CREATE TABLE task_attempts (
 "
             .to_string(),
         ),
+        (
+            4,
+            format!(
+                "
+-- Unique tasks: no two live tasks share a key.
+ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX tasks_unique_live ON tasks (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ({live});
+-- Paused queues: no instance claims their tasks.
+CREATE TABLE queue_pauses (
+    name TEXT PRIMARY KEY,
+    paused_at INTEGER NOT NULL
+);
+",
+                live = live_states()
+            ),
+        ),
     ]
 }
 

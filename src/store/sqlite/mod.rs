@@ -211,6 +211,11 @@ impl Store for SqliteStore {
             if p.needs_review {
                 wheres.push("needs_review = 1");
             }
+            let parent = p.parent.map(|id| id.to_string());
+            if let Some(id) = &parent {
+                wheres.push("parent = ?");
+                args.push(id);
+            }
             let limit = p.limit as i64;
             args.push(&limit);
             let filter = if wheres.is_empty() {
@@ -265,7 +270,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_finish_many(&self, p: Vec<TaskFinishParams>) -> StoreResult<Vec<bool>> {
+    async fn task_finish_many(
+        &self,
+        p: Vec<TaskFinishParams>,
+    ) -> StoreResult<Vec<Option<TaskStatus>>> {
         self.write(move |c| p.iter().map(|f| tasks::finish(c, f)).collect())
             .await
     }
@@ -289,6 +297,73 @@ impl Store for SqliteStore {
                 }
                 s => Ok(CancelOutcome::AlreadyEnded(s)),
             }
+        })
+        .await
+    }
+
+    async fn queue_pause(&self, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let n = c.execute(
+                "INSERT INTO queue_pauses (name, paused_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, ms(now)],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn queue_resume(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM queue_pauses WHERE name = ?1", params![name])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
+        self.call(move |c| {
+            let mut by_name: std::collections::BTreeMap<String, QueueStats> = Default::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT queue, status, COUNT(*), COALESCE(SUM(due_at <= ?4), 0) FROM tasks
+                 WHERE status IN (?1, ?2, ?3) GROUP BY queue, status",
+            )?;
+            let mut rows = stmt.query(params![
+                TaskStatus::Pending.as_str(),
+                TaskStatus::Running.as_str(),
+                TaskStatus::Waiting.as_str(),
+                ms(now)
+            ])?;
+            while let Some(r) = rows.next()? {
+                let queue: String = r.get(0)?;
+                let status: String = r.get(1)?;
+                let n = r.get::<_, i64>(2)?.max(0) as u64;
+                let due = r.get::<_, i64>(3)?.max(0) as u64;
+                let q = by_name
+                    .entry(queue.clone())
+                    .or_insert_with(|| QueueStats::new(&queue));
+                match status.parse::<TaskStatus>() {
+                    Ok(TaskStatus::Pending) => {
+                        q.pending = n;
+                        q.due = due;
+                    }
+                    Ok(TaskStatus::Running) => q.running = n,
+                    Ok(TaskStatus::Waiting) => q.waiting = n,
+                    _ => {}
+                }
+            }
+            let mut stmt = c.prepare_cached("SELECT name, paused_at FROM queue_pauses")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let name: String = r.get(0)?;
+                let paused_at = from_ms(r.get(1)?);
+                by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| QueueStats::new(&name))
+                    .paused_at = Some(paused_at);
+            }
+            Ok(by_name.into_values().collect())
         })
         .await
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub const TASK_COLUMNS: &str = "id, job, status, reason, exit_code, signal, attempt, queue, \
     priority, slots, max_execution_ms, kill_grace_ms, schedule, recurrence, instance_id, \
     instance_name, parent, after_id, args, metadata, result, created_at, due_at, started_at, \
-    ended_at, deadline_at, log, host, pgid, needs_review";
+    ended_at, deadline_at, log, host, pgid, needs_review, unique_key";
 
 /// Milliseconds since the epoch.
 pub fn ms(t: DateTime<Utc>) -> i64 {
@@ -91,6 +91,7 @@ pub fn task_from_row(r: &Row<'_>) -> StoreResult<Task> {
         host: r.get(27)?,
         pgid: r.get(28)?,
         needs_review: r.get::<_, i64>(29)? != 0,
+        unique_key: r.get(30)?,
     })
 }
 

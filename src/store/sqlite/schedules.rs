@@ -125,7 +125,7 @@ pub fn apply(c: &Connection, p: &ScheduleApplyParams) -> StoreResult<ApplyReport
                 c.prepare_cached(
                     "UPDATE tasks SET job = ?2, queue = ?3, priority = ?4, slots = ?5,
                         max_execution_ms = ?6, kill_grace_ms = ?7, recurrence = ?8, args = ?9,
-                        after_schedule = ?10, after_id = ?11, due_at = ?12
+                        after_schedule = ?10, after_id = ?11, due_at = ?12, unique_key = ?13
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -141,6 +141,7 @@ pub fn apply(c: &Connection, p: &ScheduleApplyParams) -> StoreResult<ApplyReport
                     after_schedule,
                     after_id,
                     due,
+                    f.unique_key,
                 ])?;
                 report.updated.push(spec.name.clone());
             }

@@ -12,6 +12,14 @@ use uuid::Uuid;
 
 const PENDING: &str = TaskStatus::Pending.as_str();
 
+/// Live states: a task in one of them holds its unique key and keeps its
+/// parent waiting.
+const LIVE: [&str; 3] = [
+    TaskStatus::Pending.as_str(),
+    TaskStatus::Running.as_str(),
+    TaskStatus::Waiting.as_str(),
+];
+
 fn st(s: TaskStatus) -> &'static str {
     s.as_str()
 }
@@ -106,12 +114,32 @@ pub fn insert(c: &Connection, t: &NewTask) -> StoreResult<()> {
             due = None;
         }
     }
+    if let Some(parent) = t.parent {
+        let p = get(c, parent)?.ok_or_else(|| StoreError::NoSuchTask(parent.to_string()))?;
+        if p.status.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "parent task {parent} has already ended ({}): it can have no more children",
+                p.status
+            )));
+        }
+    }
+    if let (Some(key), false) = (&t.unique_key, status.is_terminal()) {
+        let holder: Option<String> = c
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE unique_key = ?1 AND status IN (?2, ?3, ?4) LIMIT 1",
+            )?
+            .query_row(params![key, LIVE[0], LIVE[1], LIVE[2]], |r| r.get(0))
+            .optional()?;
+        if let Some(holder) = holder {
+            return Err(StoreError::unique_key_taken(key, &holder));
+        }
+    }
     let ended = status.is_terminal().then(|| ms(t.created_at));
     c.prepare_cached(
         "INSERT INTO tasks (id, job, status, reason, attempt, queue, priority, slots,
             max_execution_ms, kill_grace_ms, schedule, recurrence, after_schedule, parent,
-            after_id, args, metadata, created_at, due_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            after_id, args, metadata, created_at, due_at, ended_at, unique_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         t.id.to_string(),
@@ -134,6 +162,7 @@ pub fn insert(c: &Connection, t: &NewTask) -> StoreResult<()> {
         ms(t.created_at),
         due,
         ended,
+        t.unique_key,
     ])?;
     if let Some(s) = &t.schedule {
         c.prepare_cached(
@@ -144,6 +173,9 @@ pub fn insert(c: &Connection, t: &NewTask) -> StoreResult<()> {
     Ok(())
 }
 
+/// Tasks of paused queues are not claimed.
+const NOT_PAUSED: &str = "NOT EXISTS (SELECT 1 FROM queue_pauses WHERE name = tasks.queue)";
+
 /// The claim's candidate query for one priority level: an index range scan over
 /// `tasks_claim (status, priority DESC, due_at, id)` in ORDER BY order, which
 /// stops at the first task not yet due however many wait behind it.
@@ -151,8 +183,18 @@ pub fn claim_select() -> String {
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND priority = ?2
          AND due_at <= ?3 AND slots <= ?4
-         AND (?6 = '' OR instr(?6, ',' || queue || ',') > 0)
+         AND (?6 = '' OR instr(?6, ',' || queue || ',') > 0) AND {NOT_PAUSED}
          ORDER BY due_at, id LIMIT ?5"
+    )
+}
+
+/// The anti-starvation pick: the task due longest, if it has been due since
+/// before `?2` (walks `tasks_due (status, due_at)`).
+pub fn claim_aged_select() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND due_at <= ?2 AND slots <= ?3
+         AND (?4 = '' OR instr(?4, ',' || queue || ',') > 0) AND {NOT_PAUSED}
+         ORDER BY due_at, id LIMIT 1"
     )
 }
 
@@ -174,6 +216,32 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
             started_at = ?5, deadline_at = ?5 + max_execution_ms
          WHERE id = ?6 AND status = ?7",
     )?;
+    let mut take = |t: &mut Task, free: &mut u32| -> StoreResult<()> {
+        update.execute(params![
+            st(TaskStatus::Running),
+            p.instance_id.to_string(),
+            p.instance_name,
+            p.host,
+            now,
+            t.id.to_string(),
+            PENDING
+        ])?;
+        *free -= t.slots;
+        p.mark_running(t);
+        Ok(())
+    };
+    if let (Some(age), true) = (p.starvation_after, free > 0 && p.limit > 0) {
+        let cutoff = now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let aged = query(
+            c,
+            &claim_aged_select(),
+            &[&PENDING, &cutoff, &free, &queues],
+        )?;
+        for mut t in aged {
+            take(&mut t, &mut free)?;
+            picked.push(t);
+        }
+    }
     while free > 0 && picked.len() < p.limit {
         let priority: Option<i64> = match below {
             None => c
@@ -206,17 +274,7 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
                     skipped = true;
                     continue;
                 }
-                update.execute(params![
-                    st(TaskStatus::Running),
-                    p.instance_id.to_string(),
-                    p.instance_name,
-                    p.host,
-                    now,
-                    t.id.to_string(),
-                    PENDING
-                ])?;
-                free -= t.slots;
-                p.mark_running(&mut t);
+                take(&mut t, &mut free)?;
                 picked.push(t);
                 took = true;
             }
@@ -228,17 +286,50 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
     Ok(picked)
 }
 
+/// Whether a task has children (in any state).
+fn has_children(c: &Connection, id: Uuid) -> StoreResult<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM tasks WHERE parent = ?1 LIMIT 1")?
+            .query_row(params![id.to_string()], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
 /// Ends one task if it is still as the writer saw it; then releases or cancels
-/// the tasks waiting on it and inserts its next occurrence.
-pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
+/// the tasks waiting on it and inserts its next occurrence. A task asked to
+/// complete from running while it has children waits for them instead.
+/// Returns the status written, or `None` if the end did not apply.
+pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<Option<TaskStatus>> {
     // Nothing overwrites a terminal state.
     if p.expect.is_terminal() {
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(at) = p.retry_at
         && retry_later(c, p, at)?
     {
-        return Ok(true);
+        return Ok(Some(TaskStatus::Pending));
+    }
+    if p.status == TaskStatus::Completed
+        && p.expect == TaskStatus::Running
+        && has_children(c, p.id)?
+    {
+        let n = c
+            .prepare_cached(
+                "UPDATE tasks SET status = ?1, exit_code = ?2, result = ?3,
+                    log = COALESCE(?4, log), pgid = NULL
+                 WHERE id = ?5 AND status = ?6 AND (?7 IS NULL OR instance_id = ?7)",
+            )?
+            .execute(params![
+                st(TaskStatus::Waiting),
+                p.exit_code,
+                p.result.as_ref().map(|v| v.to_string()),
+                p.log,
+                p.id.to_string(),
+                st(p.expect),
+                p.expect_instance.map(|i| i.to_string()),
+            ])?;
+        return Ok((n > 0).then_some(TaskStatus::Waiting));
     }
     let changed = c
         .prepare_cached(
@@ -262,7 +353,7 @@ pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
             p.needs_review,
         ])?;
     if changed == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let schedule: Option<String> = c
         .prepare_cached("SELECT schedule FROM tasks WHERE id = ?1")?
@@ -281,11 +372,64 @@ pub fn finish(c: &Connection, p: &TaskFinishParams) -> StoreResult<bool> {
             None => true,
         };
         if keep {
-            insert(c, next)?;
+            insert_occurrence(c, next)?;
         }
     }
+    if let Some(callback) = &p.callback {
+        insert(c, callback)?;
+    }
+    if matches!(p.status, TaskStatus::Failed | TaskStatus::Canceled) {
+        cancel_children(c, p.id, p.status, p.ended_at)?;
+    }
     release_dependents(c, p.id, p.status, p.ended_at)?;
-    Ok(true)
+    Ok(Some(p.status))
+}
+
+/// Inserts a schedule's next occurrence. If its unique key is held by another
+/// live task (enqueued by hand with the schedule's key), the occurrence is
+/// left out rather than failing the end it follows: the schedule gets one
+/// again when the schema is next applied (every instance applies it at start).
+fn insert_occurrence(c: &Connection, next: &NewTask) -> StoreResult<()> {
+    match insert(c, next) {
+        Err(StoreError::Conflict(why)) if next.schedule.is_some() => {
+            tracing::warn!(schedule = ?next.schedule, "next occurrence left out: {why}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Cancels the open children of a task that ended `status` (or was
+/// canceled), transitively: pending and waiting ones at once, running ones by
+/// asking their instance to stop them (their end then cancels theirs).
+pub fn cancel_children(
+    c: &Connection,
+    parent: Uuid,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let children: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT id, status FROM tasks WHERE parent = ?1 AND status IN (?2, ?3, ?4)",
+        )?
+        .query_map(
+            params![parent.to_string(), LIVE[0], LIVE[1], LIVE[2]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let reason = format!("parent {parent} {status}");
+    for (id, child_status) in children {
+        let Ok(child) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        if child_status == st(TaskStatus::Running) {
+            c.prepare_cached("UPDATE tasks SET cancel_requested = 1 WHERE id = ?1")?
+                .execute(params![id])?;
+        } else if let Ok(s) = child_status.parse::<TaskStatus>() {
+            cancel_pending(c, child, s, now, &reason)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records the attempt that ended as one of the task's attempts and puts the
@@ -435,6 +579,7 @@ pub fn cancel_pending(
         )?
         .execute(params![st(TaskStatus::Canceled), reason, ms(now), id.to_string(), st(expect)])?;
     if n > 0 {
+        cancel_children(c, id, TaskStatus::Canceled, now)?;
         release_dependents(c, id, TaskStatus::Canceled, now)?;
     }
     Ok(n > 0)
@@ -457,7 +602,7 @@ mod tests {
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("explain");
         let rows = stmt
-            .query_map(params![PENDING, 0, 0, 1, 8, "",], |r| r.get::<_, String>(3))
+            .query_map(params![PENDING, 0, 0, 1, 8, ""], |r| r.get::<_, String>(3))
             .expect("plan");
         rows.map(|r| r.unwrap_or_default())
             .collect::<Vec<_>>()
