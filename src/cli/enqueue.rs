@@ -1,7 +1,7 @@
 //! `jobslot enqueue`: adds a task and prints its id.
 
 use super::{Ctx, output};
-use crate::model::{CronExpr, Recurrence, TaskStatus, parse_duration};
+use crate::model::{CatchUp, CronExpr, Recurrence, TaskStatus, parse_duration};
 use crate::store::{AfterLink, NewTask};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -33,6 +33,10 @@ pub struct EnqueueArgs {
     /// Time zone of --cron.
     #[arg(long, default_value = "UTC")]
     pub timezone: String,
+    /// With --every or --cron: whether a missed occurrence runs once after
+    /// downtime (`one`) or is skipped (`skip`, the default).
+    #[arg(long, value_name = "skip|one", value_parser = parse_catch_up)]
+    pub catch_up: Option<CatchUp>,
     /// Run after this task completes (canceled if it fails).
     #[arg(long)]
     pub after: Option<String>,
@@ -73,11 +77,16 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
         (None, Some(d)) => now + chrono::Duration::milliseconds(d.as_millis() as i64),
         (None, None) => now,
     };
+    if a.catch_up.is_some() && a.every.is_none() && a.cron.is_none() {
+        bail!("--catch-up only applies to a recurring task (--every or --cron)");
+    }
+    let catch_up = a.catch_up.unwrap_or_default();
     let recurrence = match (a.every, &a.cron) {
         (Some(d), _) if d.is_zero() => bail!("--every must be longer than 0"),
         (Some(d), _) => Some(Recurrence::Every {
             interval: d,
             start_at: Some(due),
+            catch_up,
         }),
         (None, Some(expr)) => {
             let tz = a.timezone.parse().map_err(|_| {
@@ -86,12 +95,15 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
                     a.timezone
                 )
             })?;
-            Some(Recurrence::Cron(Box::new(CronExpr::parse(expr, tz)?)))
+            Some(Recurrence::Cron {
+                expr: Box::new(CronExpr::parse(expr, tz)?),
+                catch_up,
+            })
         }
         (None, None) => None,
     };
     let due = match (&recurrence, &a.at, a.in_) {
-        (Some(Recurrence::Cron(c)), None, None) => c.next_after(now).unwrap_or(now),
+        (Some(Recurrence::Cron { expr, .. }), None, None) => expr.next_after(now).unwrap_or(now),
         _ => due,
     };
     let store = ctx.store().await?;
@@ -167,6 +179,11 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// `--catch-up skip|one`.
+fn parse_catch_up(s: &str) -> Result<CatchUp, String> {
+    CatchUp::parse(s).ok_or_else(|| format!("{s:?} is not \"skip\" or \"one\""))
 }
 
 /// Resolves a full id or an unambiguous prefix.
