@@ -1,7 +1,9 @@
-//! Schedules: `catch_up` after downtime and `catch_up` changes in the schema.
+//! Schedules: `catch_up` after downtime, `catch_up` changes in the schema, and
+//! cron due times across daylight-saving transitions.
 
 mod common;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 use common::*;
 use jobslot::model::{Task, TaskStatus};
 use jobslot::store::TaskListParams;
@@ -208,4 +210,119 @@ async fn enqueue_takes_catch_up_with_every_or_cron(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The first Sunday from today on which `hh:mm` in `tz` does not exist (`gap`)
+/// or occurs twice, and whose transition is still to come.
+fn next_transition_day(tz: Tz, hh: u32, mm: u32, gap: bool) -> NaiveDate {
+    let now = Utc::now();
+    let today = now.with_timezone(&tz).date_naive();
+    today
+        .iter_days()
+        .take(400)
+        .find(|d| {
+            let local = d.and_hms_opt(hh, mm, 0).expect("valid time");
+            let after_gap = d.and_hms_opt(hh + 1, 0, 0).expect("valid time");
+            match tz.from_local_datetime(&local) {
+                chrono::LocalResult::None => {
+                    gap && tz
+                        .from_local_datetime(&after_gap)
+                        .earliest()
+                        .is_some_and(|t| t > now)
+                }
+                chrono::LocalResult::Ambiguous(first, _) => !gap && first > now,
+                chrono::LocalResult::Single(_) => false,
+            }
+        })
+        .inspect(|d| assert_eq!(d.weekday(), chrono::Weekday::Sun, "{tz} changes on {d}"))
+        .expect("a transition within 400 days")
+}
+
+/// The due time of the pending occurrence of schedule `name`.
+fn pending_due(p: &Project, name: &str) -> String {
+    let v = p.cli_json(&["tasks", "--schedule", name, "--status", "pending"]);
+    v[0]["start_at"].as_str().expect("start_at").to_string()
+}
+
+fn rfc3339(t: DateTime<Tz>) -> String {
+    jobslot::model::fmt_time(t.with_timezone(&Utc))
+}
+
+/// Cron expressions are computed on real time zones when the schema is applied
+/// and when `jobslot enqueue --cron` runs; the stored due time shows the
+/// daylight-saving rule. The expressions name the day of the next transition
+/// and Sunday (transitions are on Sundays in both zones), so they fire on that
+/// day only.
+#[test]
+fn cron_due_times_follow_the_daylight_saving_rule() {
+    let paris = chrono_tz::Europe::Paris;
+    let new_york = chrono_tz::America::New_York;
+    let p = Project::new();
+    p.job("c", "true");
+    // Paris: 02:30 does not exist on the spring day (due at 03:00 CEST, when the
+    // clocks jump) and occurs twice on the autumn day (due at the first, CEST).
+    let spring = next_transition_day(paris, 2, 30, true);
+    let autumn = next_transition_day(paris, 2, 30, false);
+    let cron_on =
+        |d: NaiveDate, hh: u32| format!("30 {hh} {} {} 0", d.format("%-d"), d.format("%-m"));
+    p.schema(
+        "s.toml",
+        &format!(
+            "[[schedules]]\nname = \"spring\"\njob = \"c\"\ncron = \"{}\"\ntimezone = \"Europe/Paris\"\n\n\
+             [[schedules]]\nname = \"autumn\"\njob = \"c\"\ncron = \"{}\"\ntimezone = \"Europe/Paris\"\n",
+            cron_on(spring, 2),
+            cron_on(autumn, 2)
+        ),
+    );
+    p.cli_json(&["schema", "apply"]);
+    let jump = paris
+        .from_local_datetime(&spring.and_hms_opt(3, 0, 0).expect("time"))
+        .single()
+        .expect("03:00 exists");
+    assert_eq!(pending_due(&p, "spring"), rfc3339(jump), "spring {spring}");
+    let first = paris
+        .from_local_datetime(&autumn.and_hms_opt(2, 30, 0).expect("time"))
+        .earliest()
+        .expect("02:30 exists");
+    assert_eq!(pending_due(&p, "autumn"), rfc3339(first), "autumn {autumn}");
+    assert_eq!(first.format("%Z").to_string(), "CEST");
+
+    // New York, through `jobslot enqueue`: 02:30 on the spring day is due at
+    // 03:00 EDT; 01:30 on the autumn day at its first occurrence (EDT).
+    let spring = next_transition_day(new_york, 2, 30, true);
+    let autumn = next_transition_day(new_york, 1, 30, false);
+    let enqueue_cron = |expr: String| {
+        let t = p.cli_json(&[
+            "enqueue",
+            "c",
+            "--cron",
+            &expr,
+            "--timezone",
+            "America/New_York",
+        ]);
+        let id = t["id"].as_str().expect("id").to_string();
+        p.cli_json(&["show", &id])["start_at"]
+            .as_str()
+            .expect("start_at")
+            .to_string()
+    };
+    let jump = new_york
+        .from_local_datetime(&spring.and_hms_opt(3, 0, 0).expect("time"))
+        .single()
+        .expect("03:00 exists");
+    assert_eq!(
+        enqueue_cron(cron_on(spring, 2)),
+        rfc3339(jump),
+        "spring {spring}"
+    );
+    let first = new_york
+        .from_local_datetime(&autumn.and_hms_opt(1, 30, 0).expect("time"))
+        .earliest()
+        .expect("01:30 exists");
+    assert_eq!(
+        enqueue_cron(cron_on(autumn, 1)),
+        rfc3339(first),
+        "autumn {autumn}"
+    );
+    assert_eq!(first.format("%Z").to_string(), "EDT");
 }
