@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::model::{CronExpr, Job, Recurrence, Task};
+use crate::model::{CatchUp, CronExpr, Job, Recurrence, Task};
 use crate::schema::SchemaSet;
 use crate::store::{
     AfterLink, Attempt, CancelOutcome, NewTask, QueueStats, Store, StoreError, TaskListParams,
@@ -58,6 +58,7 @@ pub struct Enqueue {
     due_at: Option<DateTime<Utc>>,
     delay: Option<Duration>,
     recurrence: Option<Recurrence>,
+    catch_up: CatchUp,
     after: Option<Uuid>,
     parent: Option<Uuid>,
     queue: Option<String>,
@@ -75,6 +76,7 @@ impl Enqueue {
             due_at: None,
             delay: None,
             recurrence: None,
+            catch_up: CatchUp::default(),
             after: None,
             parent: None,
             queue: None,
@@ -114,7 +116,15 @@ impl Enqueue {
         self.recurrence = Some(Recurrence::Every {
             interval,
             start_at: None,
+            catch_up: self.catch_up,
         });
+        self
+    }
+
+    /// For a recurring task: whether a missed occurrence runs once after
+    /// downtime ([`CatchUp::One`]) or is skipped (the default).
+    pub fn catch_up(mut self, catch_up: CatchUp) -> Self {
+        self.catch_up = catch_up;
         self
     }
 
@@ -126,7 +136,10 @@ impl Enqueue {
             ))
         })?;
         let cron = CronExpr::parse(expr, tz).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        self.recurrence = Some(Recurrence::Cron(Box::new(cron)));
+        self.recurrence = Some(Recurrence::Cron {
+            expr: Box::new(cron),
+            catch_up: self.catch_up,
+        });
         Ok(self)
     }
 
@@ -251,12 +264,19 @@ impl Client {
             Some(Recurrence::Every { interval, .. }) => Some(Recurrence::Every {
                 interval,
                 start_at: Some(due),
+                catch_up: e.catch_up,
+            }),
+            Some(Recurrence::Cron { expr, .. }) => Some(Recurrence::Cron {
+                expr,
+                catch_up: e.catch_up,
             }),
             other => other,
         };
         // A cron task with no explicit time is due at the expression's next time.
         let due = match (&recurrence, e.due_at, e.delay) {
-            (Some(Recurrence::Cron(c)), None, None) => c.next_after(now).unwrap_or(now),
+            (Some(Recurrence::Cron { expr, .. }), None, None) => {
+                expr.next_after(now).unwrap_or(now)
+            }
             _ => due,
         };
         let mut metadata = match e.metadata {

@@ -2,7 +2,7 @@
 
 use super::{Ctx, output};
 use crate::client::{Client, Enqueue};
-use crate::model::{TaskStatus, parse_duration};
+use crate::model::{CatchUp, TaskStatus, parse_duration};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -33,6 +33,10 @@ pub struct EnqueueArgs {
     /// Time zone of --cron.
     #[arg(long, default_value = "UTC")]
     pub timezone: String,
+    /// With --every or --cron: whether a missed occurrence runs once after
+    /// downtime (`one`) or is skipped (`skip`, the default).
+    #[arg(long, value_name = "skip|one", value_parser = parse_catch_up)]
+    pub catch_up: Option<CatchUp>,
     /// Run after this task completes (canceled if it fails).
     #[arg(long)]
     pub after: Option<String>,
@@ -74,7 +78,13 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
         (Some(d), _) if d.is_zero() => bail!("--every must be longer than 0"),
         (Some(d), _) => e = e.every(d),
         (None, Some(expr)) => e = e.cron(expr, &a.timezone)?,
+        (None, None) if a.catch_up.is_some() => {
+            bail!("--catch-up only applies to a recurring task (--every or --cron)")
+        }
         (None, None) => {}
+    }
+    if let Some(c) = a.catch_up {
+        e = e.catch_up(c);
     }
     if let Some(q) = &a.queue {
         e = e.queue(q);
@@ -134,6 +144,11 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// `--catch-up skip|one`.
+fn parse_catch_up(s: &str) -> Result<CatchUp, String> {
+    CatchUp::parse(s).ok_or_else(|| format!("{s:?} is not \"skip\" or \"one\""))
 }
 
 /// Resolves a full id or an unambiguous prefix.

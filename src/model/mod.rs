@@ -13,6 +13,6 @@ pub use self::cron::{CronError, CronExpr};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use job::{Job, is_valid_name};
 pub use retry::RetryPolicy;
-pub use schedule::{Recurrence, Schedule};
+pub use schedule::{CatchUp, Recurrence, Schedule};
 pub use status::{Outcome, TaskStatus};
 pub use task::{Task, fmt_time, log_file_name};

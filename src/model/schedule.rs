@@ -22,6 +22,38 @@ pub struct Schedule {
     pub unique_key: Option<String>,
 }
 
+/// What happens to an `every` or `cron` occurrence that was missed: claimed only
+/// once the occurrence after it was due too (no instance ran, or none had slots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CatchUp {
+    /// It does not run: it is moved to the first due time in the future.
+    #[default]
+    Skip,
+    /// It runs once, at once; the next occurrence is the first due time after
+    /// that run's end, so the other missed ones are skipped (like systemd's
+    /// `Persistent=`).
+    One,
+}
+
+impl CatchUp {
+    /// The name used in the schema and the stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::One => "one",
+        }
+    }
+
+    /// Reads `skip` or `one`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "skip" => Some(Self::Skip),
+            "one" => Some(Self::One),
+            _ => None,
+        }
+    }
+}
+
 /// How a recurring task's occurrences follow each other.
 #[derive(Debug, Clone)]
 pub enum Recurrence {
@@ -32,9 +64,16 @@ pub enum Recurrence {
         interval: Duration,
         /// Anchor of the grid and earliest first occurrence.
         start_at: Option<DateTime<Utc>>,
+        /// What a missed occurrence does.
+        catch_up: CatchUp,
     },
     /// At each firing time of a cron expression.
-    Cron(Box<CronExpr>),
+    Cron {
+        /// The expression and its time zone.
+        expr: Box<CronExpr>,
+        /// What a missed occurrence does.
+        catch_up: CatchUp,
+    },
     /// After each completed occurrence of another schedule.
     After {
         /// The schedule waited for.
@@ -55,6 +94,7 @@ impl Recurrence {
             Self::Every {
                 start_at: Some(start),
                 interval,
+                ..
             } if *start < now => Some(next_on_grid(
                 *start,
                 *interval,
@@ -65,8 +105,16 @@ impl Recurrence {
                 ..
             } => Some(*start),
             Self::Every { start_at: None, .. } => Some(now),
-            Self::Cron(c) => c.next_after(now),
+            Self::Cron { expr, .. } => expr.next_after(now),
             Self::After { .. } => None,
+        }
+    }
+
+    /// What a missed occurrence does (`after` occurrences are never missed).
+    pub fn catch_up(&self) -> CatchUp {
+        match self {
+            Self::Every { catch_up, .. } | Self::Cron { catch_up, .. } => *catch_up,
+            Self::After { .. } => CatchUp::Skip,
         }
     }
 
@@ -78,11 +126,13 @@ impl Recurrence {
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         match self {
-            Self::Every { interval, start_at } => {
+            Self::Every {
+                interval, start_at, ..
+            } => {
                 let anchor = start_at.or(due).unwrap_or(now);
                 Some(next_on_grid(anchor, *interval, now))
             }
-            Self::Cron(c) => c.next_after(now.max(due.unwrap_or(now))),
+            Self::Cron { expr, .. } => expr.next_after(now.max(due.unwrap_or(now))),
             Self::After { .. } => None,
         }
     }
@@ -93,32 +143,46 @@ impl Recurrence {
             Self::Every { interval, .. } => {
                 Some(due + ChronoDuration::milliseconds(interval.as_millis().max(1) as i64))
             }
-            Self::Cron(c) => c.next_after(due),
+            Self::Cron { expr, .. } => expr.next_after(due),
             Self::After { .. } => None,
         }
     }
 
     /// Whether an occurrence due at `due` was missed by `now`: the occurrence
-    /// after it is already due too. Missed occurrences are skipped, not run.
+    /// after it is already due too. What then happens is [`Self::catch_up`]'s.
     pub fn is_missed(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         self.following(due).is_some_and(|next| next <= now)
     }
 
-    /// The stored form (JSON).
+    /// The stored form (JSON). `catch_up` is written only when it is not the
+    /// default, so the stored form of a schedule without it is the same as before
+    /// the setting existed (applying the schema compares stored forms).
     pub fn to_json(&self) -> Value {
-        match self {
-            Self::Every { interval, start_at } => json!({
+        let mut v = match self {
+            Self::Every {
+                interval, start_at, ..
+            } => json!({
                 "every": format_duration(*interval),
                 "start_at": start_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             }),
-            Self::Cron(c) => json!({"cron": c.source(), "timezone": c.timezone().name()}),
+            Self::Cron { expr, .. } => {
+                json!({"cron": expr.source(), "timezone": expr.timezone().name()})
+            }
             Self::After { schedule } => json!({"after": schedule}),
+        };
+        if self.catch_up() != CatchUp::Skip {
+            v["catch_up"] = json!(self.catch_up().as_str());
         }
+        v
     }
 
     /// Reads the stored form back.
     pub fn from_json(v: &Value) -> Result<Self, BadRecurrence> {
         let bad = || BadRecurrence(v.to_string());
+        let catch_up = match v.get("catch_up") {
+            None | Some(Value::Null) => CatchUp::Skip,
+            Some(c) => c.as_str().and_then(CatchUp::parse).ok_or_else(bad)?,
+        };
         if let Some(every) = v.get("every").and_then(Value::as_str) {
             let interval = parse_duration(every).map_err(|_| bad())?;
             let start_at = match v.get("start_at").and_then(Value::as_str) {
@@ -129,7 +193,11 @@ impl Recurrence {
                 ),
                 None => None,
             };
-            return Ok(Self::Every { interval, start_at });
+            return Ok(Self::Every {
+                interval,
+                start_at,
+                catch_up,
+            });
         }
         if let Some(expr) = v.get("cron").and_then(Value::as_str) {
             let tz: Tz = v
@@ -139,7 +207,10 @@ impl Recurrence {
                 .parse()
                 .map_err(|_| bad())?;
             return CronExpr::parse(expr, tz)
-                .map(|c| Self::Cron(Box::new(c)))
+                .map(|c| Self::Cron {
+                    expr: Box::new(c),
+                    catch_up,
+                })
                 .map_err(|_| bad());
         }
         if let Some(s) = v.get("after").and_then(Value::as_str) {
@@ -178,6 +249,7 @@ mod tests {
         let r = Recurrence::Every {
             interval: Duration::from_secs(30),
             start_at: None,
+            catch_up: CatchUp::Skip,
         };
         // Ran from t(0) to t(2): next is t(30), not t(32).
         assert_eq!(r.next_due(Some(t(0)), t(2)), Some(t(30)));
@@ -192,6 +264,7 @@ mod tests {
         let r = Recurrence::Every {
             interval: Duration::from_secs(10),
             start_at: Some(t(100)),
+            catch_up: CatchUp::Skip,
         };
         assert_eq!(r.first_due(t(0)), Some(t(100)));
         assert_eq!(r.first_due(t(100)), Some(t(100)));
@@ -199,20 +272,83 @@ mod tests {
     }
 
     #[test]
+    fn catch_up_one_runs_the_missed_occurrence_then_follows_the_grid() {
+        let r = Recurrence::Every {
+            interval: Duration::from_secs(30),
+            start_at: None,
+            catch_up: CatchUp::One,
+        };
+        // Due at t(0), claimed at t(95): missed (t(30), t(60), t(90) were due too).
+        // It runs; the occurrence after a run ending at t(97) is t(120), so the
+        // other missed ones are skipped.
+        assert!(r.is_missed(t(0), t(95)));
+        assert_eq!(r.catch_up(), CatchUp::One);
+        assert_eq!(r.next_due(Some(t(0)), t(97)), Some(t(120)));
+        let cron = Recurrence::Cron {
+            expr: Box::new(CronExpr::parse("0 * * * *", Tz::UTC).expect("valid")),
+            catch_up: CatchUp::One,
+        };
+        assert_eq!(cron.catch_up(), CatchUp::One);
+        let after = Recurrence::After {
+            schedule: "x".into(),
+        };
+        assert_eq!(after.catch_up(), CatchUp::Skip);
+    }
+
+    #[test]
     fn stored_form_round_trips() {
         let every = Recurrence::Every {
             interval: Duration::from_millis(1500),
             start_at: Some(t(5)),
+            catch_up: CatchUp::Skip,
         };
-        let cron = Recurrence::Cron(Box::new(
-            CronExpr::parse("0 2 * * *", chrono_tz::Europe::Paris).expect("valid"),
-        ));
+        let every_one = Recurrence::Every {
+            interval: Duration::from_secs(1),
+            start_at: None,
+            catch_up: CatchUp::One,
+        };
+        let cron = Recurrence::Cron {
+            expr: Box::new(CronExpr::parse("0 2 * * *", chrono_tz::Europe::Paris).expect("valid")),
+            catch_up: CatchUp::Skip,
+        };
+        let cron_one = Recurrence::Cron {
+            expr: Box::new(CronExpr::parse("0 2 * * *", Tz::UTC).expect("valid")),
+            catch_up: CatchUp::One,
+        };
         let after = Recurrence::After {
             schedule: "x".into(),
         };
-        for r in [every, cron, after] {
+        for r in [every, every_one, cron, cron_one, after] {
             let back = Recurrence::from_json(&r.to_json()).expect("round trip");
             assert_eq!(back.to_json(), r.to_json());
+            assert_eq!(back.catch_up(), r.catch_up());
+        }
+    }
+
+    #[test]
+    fn catch_up_is_stored_only_when_it_is_one() {
+        // Stored forms written before catch_up existed read as skip, and a skip
+        // schedule's stored form is unchanged, so applying the schema after an
+        // upgrade does not see every schedule as changed.
+        let old_every = json!({"every": "30s", "start_at": null});
+        let old_cron = json!({"cron": "0 2 * * *", "timezone": "Europe/Paris"});
+        for old in [old_every, old_cron] {
+            let r = Recurrence::from_json(&old).expect("old form");
+            assert_eq!(r.catch_up(), CatchUp::Skip);
+            assert_eq!(r.to_json(), old);
+        }
+        let explicit_skip = json!({"every": "30s", "start_at": null, "catch_up": "skip"});
+        let r = Recurrence::from_json(&explicit_skip).expect("explicit skip");
+        assert_eq!(r.to_json(), json!({"every": "30s", "start_at": null}));
+        let one = json!({"cron": "0 2 * * *", "timezone": "UTC", "catch_up": "one"});
+        let r = Recurrence::from_json(&one).expect("one");
+        assert_eq!(r.catch_up(), CatchUp::One);
+        assert_eq!(r.to_json(), one);
+        for bad in [
+            json!({"every": "30s", "catch_up": "all"}),
+            json!({"every": "30s", "catch_up": 1}),
+        ] {
+            assert!(Recurrence::from_json(&bad).is_err(), "{bad}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! until the next due time or orphan deadline, or until woken.
 
 use super::{Shared, supervise};
-use crate::model::{Job, Recurrence, Schedule, Task};
+use crate::model::{CatchUp, Job, Recurrence, Schedule, Task};
 use crate::store::{
     AfterLink, ApplyReport, JobSettings, NewTask, OrphanParams, ScheduleApplyParams, ScheduleSpec,
     Store, StoreResult, TaskClaimParams, TaskRescheduleParams,
@@ -206,15 +206,22 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
     Ok([next_due, orphan_deadline].into_iter().flatten().min())
 }
 
-/// For a recurring occurrence claimed after the following one was already due:
-/// the due time to move it to (the first in the future) instead of running it.
+/// For a recurring occurrence claimed after the following one was already due
+/// (missed): with `catch_up = "skip"`, the due time to move it to (the first in
+/// the future) instead of running it. With `catch_up = "one"` it runs now (`None`),
+/// and its end decides the next due time, which skips the other missed ones.
 fn missed(task: &Task, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let recurrence = Recurrence::from_json(task.recurrence.as_ref()?).ok()?;
     let due = task.start_at?;
-    if recurrence.is_missed(due, now) {
-        recurrence.next_due(Some(due), now)
-    } else {
-        None
+    if !recurrence.is_missed(due, now) {
+        return None;
+    }
+    match recurrence.catch_up() {
+        CatchUp::Skip => recurrence.next_due(Some(due), now),
+        CatchUp::One => {
+            tracing::info!(task = %task.id, schedule = ?task.schedule, due = %due, "missed occurrence runs now (catch_up = one)");
+            None
+        }
     }
 }
 
@@ -250,4 +257,30 @@ async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc
     }
     let next = store.task_next_foreign_deadline(shared.instance.id).await?;
     Ok(next.map(|d| d + chrono::Duration::milliseconds(grace.as_millis() as i64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::recurrence::tests::task;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_missed_occurrence_is_moved_with_skip_and_runs_with_one() {
+        let t0 = Utc.timestamp_opt(1_800_000_000, 0).single().expect("time");
+        let s = |n| t0 + chrono::Duration::seconds(n);
+        let every = |catch_up| Recurrence::Every {
+            interval: Duration::from_secs(10),
+            start_at: None,
+            catch_up,
+        };
+        let skip = task(Some(every(CatchUp::Skip).to_json()), t0);
+        let one = task(Some(every(CatchUp::One).to_json()), t0);
+        // Claimed at t0+35 s: t0+10, +20 and +30 were due too.
+        assert_eq!(missed(&skip, s(35)), Some(s(40)));
+        assert_eq!(missed(&one, s(35)), None);
+        // Late by less than one interval: it runs either way.
+        assert_eq!(missed(&skip, s(9)), None);
+        assert_eq!(missed(&one, s(9)), None);
+    }
 }

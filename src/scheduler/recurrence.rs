@@ -132,12 +132,13 @@ pub fn finish_params(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
     use std::time::Duration;
 
-    fn task(recurrence: Option<Value>, start: DateTime<Utc>) -> Task {
+    /// A running task due and started at `start`.
+    pub(crate) fn task(recurrence: Option<Value>, start: DateTime<Utc>) -> Task {
         Task {
             id: Uuid::now_v7(),
             job: "j".into(),
@@ -179,6 +180,7 @@ mod tests {
         let r = Recurrence::Every {
             interval: Duration::from_secs(10),
             start_at: None,
+            catch_up: crate::model::CatchUp::Skip,
         };
         let t = task(Some(r.to_json()), t0);
         let now = t0 + chrono::Duration::seconds(3);

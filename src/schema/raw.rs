@@ -52,6 +52,8 @@ pub(crate) struct RawSchedule {
     /// A string or a TOML offset date-time.
     pub start_at: Option<Spanned<toml::Value>>,
     pub after: Option<Spanned<String>>,
+    /// `skip` or `one`.
+    pub catch_up: Option<Spanned<String>>,
     pub args: Option<Spanned<toml::Value>>,
     pub unique_key: Option<Spanned<String>>,
 }

@@ -7,7 +7,7 @@ use super::error::SchemaError;
 use super::location::{KeyPath, SourceFile};
 use super::raw::{RawJob, ScheduleEntry};
 use crate::model::status::EXIT_SELF_CANCELED;
-use crate::model::{CronExpr, Job, Recurrence, Schedule, is_valid_name, parse_duration};
+use crate::model::{CatchUp, CronExpr, Job, Recurrence, Schedule, is_valid_name, parse_duration};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -279,6 +279,7 @@ fn recurrence(
     {
         c.fail(start, "start_at", "only applies to `every` schedules");
     }
+    let catch_up = catch_up(c, entry);
     let (field, value) = match given.as_slice() {
         [] => {
             let message = "missing: a schedule needs one of `every`, `cron` or `after`";
@@ -306,7 +307,11 @@ fn recurrence(
                 Some(v) => Some(start_at(v).map_err(|why| c.fail(v, "start_at", why)).ok()?),
                 None => None,
             };
-            Some(Recurrence::Every { interval, start_at })
+            Some(Recurrence::Every {
+                interval,
+                start_at,
+                catch_up: catch_up?,
+            })
         }
         "cron" => {
             let timezone = match &raw.timezone {
@@ -323,8 +328,12 @@ fn recurrence(
                     .ok()?,
                 None => Tz::UTC,
             };
+            let catch_up = catch_up?;
             CronExpr::parse(value.get_ref(), timezone)
-                .map(|c| Recurrence::Cron(Box::new(c)))
+                .map(|expr| Recurrence::Cron {
+                    expr: Box::new(expr),
+                    catch_up,
+                })
                 .map_err(|e| c.fail(value, "cron", e.to_string()))
                 .ok()
         }
@@ -332,6 +341,36 @@ fn recurrence(
             schedule: value.get_ref().clone(),
         }),
     }
+}
+
+/// `catch_up`: `skip` (the default) or `one`, for `every` and `cron` schedules.
+/// `None` when it is wrong (the error is recorded).
+fn catch_up(c: &mut Checker<'_>, entry: &ScheduleEntry) -> Option<CatchUp> {
+    let raw = &entry.raw;
+    let Some(v) = &raw.catch_up else {
+        return Some(CatchUp::Skip);
+    };
+    let schedule = raw
+        .name
+        .as_ref()
+        .map(|n| format!("schedule {:?}: ", n.get_ref()))
+        .unwrap_or_default();
+    let Some(catch_up) = CatchUp::parse(v.get_ref()) else {
+        let message = format!(
+            "{schedule}unknown value {:?}: write \"skip\" (the default: missed occurrences do not run) or \"one\" (one missed occurrence runs after downtime)",
+            v.get_ref()
+        );
+        c.fail(v, "catch_up", message);
+        return None;
+    };
+    if raw.after.is_some() && raw.every.is_none() && raw.cron.is_none() {
+        let message = format!(
+            "{schedule}only applies to `every` and `cron` schedules (an `after` occurrence runs when its predecessor completes, it is never missed)"
+        );
+        c.fail(v, "catch_up", message);
+        return None;
+    }
+    Some(catch_up)
 }
 
 /// `start_at`, written as a string or a TOML date-time, with a UTC offset.

@@ -107,6 +107,35 @@ fn start_at_must_be_a_time_and_go_with_every() {
 }
 
 #[test]
+fn catch_up_must_be_skip_or_one_and_go_with_every_or_cron() {
+    let errors = errors_of(
+        "[[schedules]]\nname = \"a\"\njob = \"ping\"\nevery = \"1h\"\ncatch_up = \"all\"\n\n\
+         [[schedules]]\nname = \"b\"\njob = \"ping\"\nafter = \"a\"\ncatch_up = \"one\"\n\n\
+         [[schedules]]\nname = \"c\"\njob = \"ping\"\ncron = \"0 2 * * *\"\ncatch_up = true\n",
+    );
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    let e = assert_error(
+        &errors,
+        F,
+        5,
+        "schedules[0].catch_up",
+        "schedule \"a\": unknown value \"all\"",
+    );
+    assert!(
+        e.message.contains("\"skip\"") && e.message.contains("\"one\""),
+        "{e}"
+    );
+    assert_error(
+        &errors,
+        F,
+        11,
+        "schedules[1].catch_up",
+        "schedule \"b\": only applies to `every` and `cron` schedules",
+    );
+    assert_error(&errors, F, 17, "schedules[2].catch_up", "invalid type");
+}
+
+#[test]
 fn exactly_one_of_every_cron_after_is_required() {
     let errors = errors_of(
         "[[schedules]]\nname = \"a\"\njob = \"ping\"\n\n\

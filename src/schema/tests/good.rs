@@ -1,7 +1,7 @@
 //! Schemas that load, and what they load into.
 
 use super::Project;
-use crate::model::{Job, Recurrence, RetryPolicy};
+use crate::model::{CatchUp, Job, Recurrence, RetryPolicy};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use std::path::PathBuf;
@@ -100,7 +100,9 @@ fn a_schema_using_every_feature_loads_into_jobs_and_schedules() {
     assert_eq!(heartbeat.job, "ping");
     assert_eq!(heartbeat.args, json!({}));
     match &heartbeat.recurrence {
-        Recurrence::Every { interval, start_at } => {
+        Recurrence::Every {
+            interval, start_at, ..
+        } => {
             assert_eq!(*interval, Duration::from_secs(30));
             let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single();
             assert_eq!(*start_at, start);
@@ -114,9 +116,9 @@ fn a_schema_using_every_feature_loads_into_jobs_and_schedules() {
         json!({"format": "pdf", "copies": 2, "ratio": 0.5, "tags": ["a", "b"], "since": "2026-01-01T00:00:00Z"})
     );
     match &nightly.recurrence {
-        Recurrence::Cron(c) => {
-            assert_eq!(c.source(), "0 2 * * *");
-            assert_eq!(c.timezone(), chrono_tz::Europe::Paris);
+        Recurrence::Cron { expr, .. } => {
+            assert_eq!(expr.source(), "0 2 * * *");
+            assert_eq!(expr.timezone(), chrono_tz::Europe::Paris);
         }
         other => panic!("expected cron, got {other:?}"),
     }
@@ -152,14 +154,75 @@ cron = "30 */5 * * * *"
         .single()
         .expect("valid");
     let next = |i: usize| match &set.schedules[i].recurrence {
-        Recurrence::Cron(c) => {
-            assert_eq!(c.timezone(), chrono_tz::Tz::UTC);
-            c.next_after(after)
+        Recurrence::Cron { expr, .. } => {
+            assert_eq!(expr.timezone(), chrono_tz::Tz::UTC);
+            expr.next_after(after)
         }
         other => panic!("expected cron, got {other:?}"),
     };
     assert_eq!(next(0), Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0).single());
     assert_eq!(next(1), Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 30).single());
+}
+
+#[test]
+fn catch_up_defaults_to_skip_and_reaches_the_recurrence() {
+    let p = Project::new();
+    p.job("ping");
+    p.write(
+        "schema/c.toml",
+        r#"
+[[schedules]]
+name = "plain"
+job = "ping"
+every = "1m"
+
+[[schedules]]
+name = "skip"
+job = "ping"
+cron = "0 2 * * *"
+catch_up = "skip"
+
+[[schedules]]
+name = "every-one"
+job = "ping"
+every = "1m"
+catch_up = "one"
+
+[[schedules]]
+name = "cron-one"
+job = "ping"
+cron = "0 2 * * *"
+timezone = "Europe/Paris"
+catch_up = "one"
+"#,
+    );
+    let set = p.load_ok();
+    let catch_up: Vec<_> = set
+        .schedules
+        .iter()
+        .map(|s| (s.name.as_str(), s.recurrence.catch_up()))
+        .collect();
+    assert_eq!(
+        catch_up,
+        [
+            ("plain", CatchUp::Skip),
+            ("skip", CatchUp::Skip),
+            ("every-one", CatchUp::One),
+            ("cron-one", CatchUp::One)
+        ]
+    );
+    // The stored form carries it to the dispatcher.
+    assert_eq!(
+        set.schedules[3].recurrence.to_json()["catch_up"],
+        json!("one")
+    );
+    assert!(
+        set.schedules[1]
+            .recurrence
+            .to_json()
+            .get("catch_up")
+            .is_none()
+    );
 }
 
 #[test]
