@@ -24,8 +24,9 @@ pub struct RunArgs {
     #[arg(long, env = "JOBSLOT_ORPHAN_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub orphan_grace: Duration,
     /// A task due for longer than this is claimed before higher-priority
-    /// ones (one per claim, at most once a second); 0 turns the rule off.
-    #[arg(long, env = "JOBSLOT_STARVATION_AFTER", default_value = "5m", value_parser = parse_duration)]
+    /// ones (one per claim, at most once a second); `off` (or 0) turns the
+    /// rule off.
+    #[arg(long, env = "JOBSLOT_STARVATION_AFTER", default_value = "5m", value_parser = parse_duration_or_off)]
     pub starvation_after: Duration,
     /// How long running tasks may finish after SIGINT/SIGTERM.
     #[arg(long, env = "JOBSLOT_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -48,6 +49,14 @@ pub struct RunArgs {
     /// Per-task log cap, in bytes (suffixes K, M, G: 100M).
     #[arg(long, env = "JOBSLOT_LOG_CAP", default_value = "100M", value_parser = parse_size)]
     pub log_cap: u64,
+}
+
+/// A duration, or `0` / `off` for none.
+fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" | "off" => Ok(Duration::ZERO),
+        other => parse_duration(other).map_err(|e| e.to_string()),
+    }
 }
 
 /// Parses `1048576`, `64K`, `100M`, `1G` (binary units).

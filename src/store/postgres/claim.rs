@@ -17,41 +17,38 @@ use uuid::Uuid;
 
 const PENDING: &str = TaskStatus::Pending.as_str();
 
-/// Which queues a claim may take from: the instance's queues without the
-/// paused ones, or, for an instance serving all queues, all but the paused.
-#[derive(Debug, Clone)]
-pub struct QueueFilter {
-    /// Queue names; empty with `exclude` means every queue.
-    names: Vec<String>,
-    /// Whether `names` are the queues to leave out (else the only ones).
-    exclude: bool,
+/// The queues a claim may take from, as a CTE `qf (names, exclude)` over the
+/// instance's queues `$Q` (empty: all) and the paused ones, read in the
+/// claim's own statement: the instance's queues without the paused ones
+/// (plus `''`, which no queue is named, so the list is never empty), or, for
+/// an instance serving all queues, all but the paused ones. The candidate
+/// scans test it through [`queue_ok!`], whose sub-selects are evaluated once
+/// (init plans) and look to the planner like parameters, which keeps the
+/// ordered walk of the claim index.
+macro_rules! queue_filter {
+    ($q:literal) => {
+        concat!(
+            "qf AS (SELECT CASE WHEN cardinality(",
+            $q,
+            "::text[]) = 0
+                 THEN ARRAY(SELECT name FROM queue_pauses)
+                 ELSE array_append(ARRAY(SELECT unnest(",
+            $q,
+            "::text[])
+                     EXCEPT SELECT name FROM queue_pauses), '') END AS names,
+               cardinality(",
+            $q,
+            "::text[]) = 0 AS exclude)"
+        )
+    };
 }
 
-impl QueueFilter {
-    /// The filter for an instance serving `served` (empty: all) while
-    /// `paused` are paused.
-    pub fn new(served: &[String], paused: &[String]) -> Self {
-        if served.is_empty() {
-            return QueueFilter {
-                names: paused.to_vec(),
-                exclude: true,
-            };
-        }
-        let mut names: Vec<String> = served
-            .iter()
-            .filter(|q| !paused.contains(q))
-            .cloned()
-            .collect();
-        if names.is_empty() {
-            // Every queue it serves is paused: match nothing (no queue has
-            // an empty name).
-            names.push(String::new());
-        }
-        QueueFilter {
-            names,
-            exclude: false,
-        }
-    }
+/// The candidate condition of [`queue_filter!`].
+macro_rules! queue_ok {
+    () => {
+        "(cardinality((SELECT names FROM qf)) = 0
+          OR (queue = ANY((SELECT names FROM qf)::text[])) <> (SELECT exclude FROM qf))"
+    };
 }
 
 /// The claim's candidate query: the highest priority level among pending tasks
@@ -64,14 +61,15 @@ impl QueueFilter {
 /// candidate, one row whose task columns are NULL (and whose level is NULL
 /// when no task is pending below `$7`).
 pub const CLAIM_SELECT: &str = concat!(
-    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1 AND priority < $2::bigint)
-     SELECT c.*, level.p FROM level LEFT JOIN LATERAL (
+    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1 AND priority < $2::bigint), ",
+    queue_filter!("$6"),
+    " SELECT c.*, level.p FROM level LEFT JOIN LATERAL (
        SELECT ",
     task_columns!(),
     " FROM tasks WHERE status = $1 AND priority = level.p
-       AND due_at <= $3 AND slots <= $4
-       AND (cardinality($6::text[]) = 0 OR (queue = ANY($6::text[])) <> $7::bool)
-       ORDER BY due_at, id LIMIT $5
+       AND due_at <= $3 AND slots <= $4 AND ",
+    queue_ok!(),
+    " ORDER BY due_at, id LIMIT $5
        FOR UPDATE SKIP LOCKED
      ) AS c ON true"
 );
@@ -90,13 +88,14 @@ pub const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, 
 /// row, the number of candidates read; when it takes fewer than it could (a
 /// task too big in the way, or the level running dry), [`claim`] carries on.
 pub const CLAIM_PREFIX: &str = concat!(
-    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1),
-     c AS (
+    "WITH level AS (SELECT MAX(priority) AS p FROM tasks WHERE status = $1), ",
+    queue_filter!("$5"),
+    ", c AS (
        SELECT id AS cid, slots AS cslots, due_at AS cdue FROM tasks
        WHERE status = $1 AND priority = (SELECT p FROM level)
-         AND due_at <= $2 AND slots <= $3
-         AND (cardinality($5::text[]) = 0 OR (queue = ANY($5::text[])) <> $10::bool)
-       ORDER BY due_at, id LIMIT $4
+         AND due_at <= $2 AND slots <= $3 AND ",
+    queue_ok!(),
+    " ORDER BY due_at, id LIMIT $4
        FOR UPDATE SKIP LOCKED
      ),
      fit AS (
@@ -116,11 +115,13 @@ pub const CLAIM_PREFIX: &str = concat!(
 /// has been due since before `$2` and fits, marked running (walks
 /// `tasks_due (status, due_at)`).
 pub const CLAIM_AGED: &str = concat!(
-    "WITH c AS (
+    "WITH ",
+    queue_filter!("$4"),
+    ", c AS (
        SELECT id AS cid FROM tasks
-       WHERE status = $1 AND due_at <= $2 AND slots <= $3
-         AND (cardinality($4::text[]) = 0 OR (queue = ANY($4::text[])) <> $10::bool)
-       ORDER BY due_at, id LIMIT 1
+       WHERE status = $1 AND due_at <= $2 AND slots <= $3 AND ",
+    queue_ok!(),
+    " ORDER BY due_at, id LIMIT 1
        FOR UPDATE SKIP LOCKED
      )
      UPDATE tasks SET status = $5, instance_id = $6, instance_name = $7, host = $8,
@@ -132,28 +133,23 @@ pub const CLAIM_AGED: &str = concat!(
 
 /// Claims with [`CLAIM_AGED`]: the task due longest, if it has waited more
 /// than `p.starvation_after`.
-pub async fn claim_aged(
-    c: &Client,
-    p: &TaskClaimParams,
-    filter: &QueueFilter,
-) -> StoreResult<Vec<Task>> {
+pub async fn claim_aged(c: &Client, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
     let Some(age) = p.starvation_after else {
         return Ok(Vec::new());
     };
     let stmt = c.prepare_cached(CLAIM_AGED).await?;
     let now = ms(p.now);
     let cutoff = now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-    let params: [Param; 10] = [
+    let params: [Param; 9] = [
         &PENDING,
         &cutoff,
         &i64::from(p.free_slots),
-        &filter.names,
+        &p.queues,
         &TaskStatus::Running.as_str(),
         &p.instance_id,
         &p.instance_name,
         &p.host,
         &now,
-        &filter.exclude,
     ];
     let rows = c.query(&stmt, &params).await?;
     let mut taken = Vec::with_capacity(rows.len());
@@ -167,24 +163,19 @@ pub async fn claim_aged(
 
 /// Claims with [`CLAIM_PREFIX`]; returns the tasks taken and whether that
 /// settles the claim (all slots or the limit used, or nothing more to read).
-pub async fn claim_prefix(
-    c: &Client,
-    p: &TaskClaimParams,
-    filter: &QueueFilter,
-) -> StoreResult<(Vec<Task>, bool)> {
+pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<Task>, bool)> {
     let stmt = c.prepare_cached(CLAIM_PREFIX).await?;
     let now = ms(p.now);
-    let params: [Param; 10] = [
+    let params: [Param; 9] = [
         &PENDING,
         &now,
         &i64::from(p.free_slots),
         &(p.limit as i64),
-        &filter.names,
+        &p.queues,
         &TaskStatus::Running.as_str(),
         &p.instance_id,
         &p.instance_name,
         &p.host,
-        &filter.exclude,
     ];
     let rows = c.query(&stmt, &params).await?;
     let mut taken = Vec::with_capacity(rows.len());
@@ -212,7 +203,6 @@ const EXTRA_COLUMN: usize = 31;
 pub async fn claim(
     c: &Client,
     p: &TaskClaimParams,
-    filter: &QueueFilter,
 ) -> Result<Vec<Task>, (crate::store::StoreError, bool)> {
     let select = c
         .prepare_cached(CLAIM_SELECT)
@@ -225,12 +215,12 @@ pub async fn claim(
     let (begin, first) = tokio::join!(
         biased;
         c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
-        pick(c, &select, p, filter, i64::MAX, p.free_slots, p.limit),
+        pick(c, &select, p, i64::MAX, p.free_slots, p.limit),
     );
     let outcome = match (begin, first) {
         (Err(e), _) => Err(e.into()),
         (Ok(()), first) => match first {
-            Ok(first) => take_rest(c, &select, &update, p, filter, first).await,
+            Ok(first) => take_rest(c, &select, &update, p, first).await,
             Err(e) => Err(e),
         },
     };
@@ -274,20 +264,18 @@ async fn pick(
     c: &Client,
     select: &tokio_postgres::Statement,
     p: &TaskClaimParams,
-    filter: &QueueFilter,
     below: i64,
     mut free: u32,
     limit: usize,
 ) -> StoreResult<Picked> {
     let now = ms(p.now);
-    let params: [Param; 7] = [
+    let params: [Param; 6] = [
         &PENDING,
         &below,
         &now,
         &i64::from(free),
         &(limit as i64),
-        &filter.names,
-        &filter.exclude,
+        &p.queues,
     ];
     let rows = c.query(select, &params).await?;
     let mut out = Picked {
@@ -326,7 +314,6 @@ async fn take_rest(
     select: &tokio_postgres::Statement,
     update: &tokio_postgres::Statement,
     p: &TaskClaimParams,
-    filter: &QueueFilter,
     first: Picked,
 ) -> StoreResult<(Vec<Task>, Vec<Uuid>)> {
     let mut picked: Vec<Task> = Vec::new();
@@ -348,7 +335,7 @@ async fn take_rest(
         } else {
             i64::from(level)
         };
-        step = pick(c, select, p, filter, below, free, p.limit - picked.len()).await?;
+        step = pick(c, select, p, below, free, p.limit - picked.len()).await?;
     }
     Ok((picked, unmarked))
 }

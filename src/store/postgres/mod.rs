@@ -59,12 +59,7 @@ pub struct PostgresStore {
     schema: String,
     channel: Arc<str>,
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
-    /// The paused queues as last read, and when (see [`Self::paused_queues`]).
-    paused: Mutex<Option<(tokio::time::Instant, Arc<Vec<String>>)>>,
 }
-
-/// How long a read of the paused queues serves claims.
-const PAUSED_TTL: Duration = Duration::from_millis(250);
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names, creates the schema
@@ -102,7 +97,6 @@ impl PostgresStore {
             channel: conn::channel_name(&schema).into(),
             schema,
             listeners: Mutex::new(Vec::new()),
-            paused: Mutex::new(None),
         };
         store.migrate().await?;
         Ok(store)
@@ -147,35 +141,8 @@ impl PostgresStore {
     /// left slots it might have filled, the full claim for what is left; each
     /// retried like [`Self::tx`]. It runs as a task of its own, so that a caller
     /// giving up on it cannot leave a connection inside an open transaction.
-    /// The paused queues, read at most every [`PAUSED_TTL`]: a pause takes
-    /// effect on every instance within that time (not in the claim's own
-    /// statement, where the filter on a table would lead the planner away
-    /// from the claim index's order).
-    async fn paused_queues(&self) -> StoreResult<Arc<Vec<String>>> {
-        let now = tokio::time::Instant::now();
-        if let Some((at, list)) = &*self.paused.lock().unwrap_or_else(|p| p.into_inner())
-            && now < *at + PAUSED_TTL
-        {
-            return Ok(list.clone());
-        }
-        let list: Arc<Vec<String>> = Arc::new(
-            self.read(|c| {
-                Box::pin(async move {
-                    let rows = rows::query(c, "SELECT name FROM queue_pauses", &[]).await?;
-                    rows.iter()
-                        .map(|r| Ok(r.try_get::<_, String>(0)?))
-                        .collect::<StoreResult<Vec<String>>>()
-                })
-            })
-            .await?,
-        );
-        *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, list.clone()));
-        Ok(list)
-    }
-
     async fn claim(&self, p: TaskClaimParams) -> StoreResult<Vec<crate::model::Task>> {
         let pool = self.pool.clone();
-        let filter = claim::QueueFilter::new(&p.queues, &self.paused_queues().await?);
         let run = async move {
             let mut aged = Vec::new();
             if p.starvation_after.is_some() && p.free_slots > 0 && p.limit > 0 {
@@ -183,7 +150,7 @@ impl PostgresStore {
                 aged = loop {
                     let attempt = async {
                         let client = pool.get().await?;
-                        claim::claim_aged(&client, &p, &filter).await
+                        claim::claim_aged(&client, &p).await
                     };
                     match attempt.await {
                         Ok(out) => break out,
@@ -200,7 +167,7 @@ impl PostgresStore {
             if p.free_slots == 0 || p.limit == 0 {
                 return Ok(aged);
             }
-            match Self::claim_by_priority(pool, p, &filter).await {
+            match Self::claim_by_priority(pool, p).await {
                 Ok(more) => aged.extend(more),
                 // What the aged pick took is claimed: it must reach the caller.
                 Err(e) if !aged.is_empty() => {
@@ -221,13 +188,12 @@ impl PostgresStore {
     async fn claim_by_priority(
         pool: deadpool_postgres::Pool,
         p: TaskClaimParams,
-        filter: &claim::QueueFilter,
     ) -> StoreResult<Vec<crate::model::Task>> {
         let mut retry = Retry::new();
         let (mut taken, settled) = loop {
             let attempt = async {
                 let client = pool.get().await?;
-                claim::claim_prefix(&client, &p, filter).await
+                claim::claim_prefix(&client, &p).await
             };
             match attempt.await {
                 Ok(out) => break out,
@@ -249,7 +215,7 @@ impl PostgresStore {
         let more = loop {
             let attempt = async {
                 let client = pool.get().await.map_err(|e| (e.into(), false))?;
-                claim::claim(&client, &rest, filter).await
+                claim::claim(&client, &rest).await
             };
             match attempt.await {
                 Ok(out) => break Ok(out),
