@@ -29,6 +29,7 @@ mod recurrence;
 mod schedules;
 mod support;
 mod tasks;
+mod workflows;
 
 pub use after_links::{
     after_link_cancels_chain_when_predecessor_fails_or_is_canceled, after_link_resolves_at_insert,
@@ -68,6 +69,12 @@ pub use tasks::{
     migrate_is_idempotent, next_due_is_earliest_future_due_time,
     task_find_prefix_matches_id_prefixes, task_get_unknown_is_none,
     task_insert_round_trips_every_field, task_list_filters_newest_first,
+};
+pub use workflows::{
+    ending_a_parent_failed_or_canceled_cancels_its_open_children,
+    parent_with_children_waits_then_settles_with_its_callback,
+    paused_queues_are_not_claimed_until_resumed, starved_task_is_claimed_before_higher_priorities,
+    unique_key_admits_one_live_task,
 };
 
 /// One fresh database of the backend under test.
@@ -134,6 +141,11 @@ macro_rules! with_cases {
             prunable_lists_only_finished_tasks_ended_before,
             prunable_is_oldest_first_across_statuses,
             delete_finished_leaves_live_tasks,
+            parent_with_children_waits_then_settles_with_its_callback,
+            ending_a_parent_failed_or_canceled_cancels_its_open_children,
+            unique_key_admits_one_live_task,
+            paused_queues_are_not_claimed_until_resumed,
+            starved_task_is_claimed_before_higher_priorities,
         ];
     };
 }
