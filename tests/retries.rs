@@ -197,3 +197,49 @@ async fn an_orphaned_task_is_retried_on_another_instance(backend: Backend) {
     assert_eq!(past[0].reason.as_deref(), Some("orphaned (instance a)"));
     assert_eq!(past[0].instance.as_deref(), Some("a"));
 }
+
+on_both!(timeouts_and_foreign_signals_come_back_after_their_backoff);
+async fn timeouts_and_foreign_signals_come_back_after_their_backoff(backend: Backend) {
+    let p = Project::on(backend);
+    // First attempt: runs past its 300 ms limit / is killed by a signal
+    // jobslot did not send. Second attempt: succeeds.
+    p.job(
+        "overrun",
+        "echo \"$JOBSLOT_ATTEMPT $(date +%s%N)\" >> overrun.txt\n\
+         [ \"$JOBSLOT_ATTEMPT\" -ge 2 ] && exit 0\nsleep 30",
+    );
+    p.job(
+        "shot",
+        "echo \"$JOBSLOT_ATTEMPT $(date +%s%N)\" >> shot.txt\n\
+         [ \"$JOBSLOT_ATTEMPT\" -ge 2 ] && exit 0\nkill -9 $$",
+    );
+    p.schema(
+        "jobs.toml",
+        r#"
+[jobs.overrun]
+max_execution_time = "300ms"
+kill_grace = "100ms"
+retry = { max_attempts = 2, backoff = "600ms", jitter = 0 }
+[jobs.shot]
+retry = { max_attempts = 2, backoff = "600ms", jitter = 0 }
+"#,
+    );
+    let _inst = p.start("a", 2, &[]);
+    let store = p.store().await;
+    for (job, reason) in [("overrun", "timeout"), ("shot", "signal 9")] {
+        let id = enqueue(&p, &[job]);
+        let t = wait_terminal(store.as_ref(), id, Duration::from_secs(30)).await;
+        assert_eq!((t.status, t.attempt), (TaskStatus::Completed, 2), "{t:?}");
+        let attempts = store.task_attempts(id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].reason.as_deref(), Some(reason));
+        let s = starts(&p, &format!("{job}.txt"));
+        assert_eq!(s.iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2], "{job}");
+        let ended = attempts[0].ended_at.timestamp_nanos_opt().expect("time") as i128;
+        let gap_ms = (s[1].1 - ended) / 1_000_000;
+        assert!(
+            (595..2100).contains(&gap_ms),
+            "{job}: second attempt {gap_ms} ms after the first ended, want 600 ms"
+        );
+    }
+}

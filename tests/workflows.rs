@@ -65,6 +65,9 @@ async fn a_parent_waits_for_twenty_children_and_its_callback_gets_their_results(
     assert_eq!(t.exit_code, Some(0));
     let children = children_of(&p, parent).await;
     assert_eq!(children.len(), 20);
+    let shown = p.cli_json(&["show", &parent.to_string()]);
+    assert_eq!(shown["children"]["total"], 20, "{shown}");
+    assert_eq!(shown["children"]["completed"], 20, "{shown}");
     for c in &children {
         assert_eq!(c.status, TaskStatus::Completed, "{c:?}");
         // The parent ended after its last child.
@@ -309,4 +312,43 @@ async fn a_unique_key_admits_one_live_task_across_three_instances(backend: Backe
     wait_terminal(store.as_ref(), indexers[0].id, Duration::from_secs(30)).await;
     let again = enqueue(&p, &["indexer", "--unique-key", "reindex"]);
     assert_ne!(again, indexers[0].id);
+}
+
+on_both!(a_schedule_unique_key_is_held_by_its_occurrences);
+async fn a_schedule_unique_key_is_held_by_its_occurrences(backend: Backend) {
+    let p = Project::on(backend);
+    p.job("exporter", "true");
+    p.schema(
+        "s.toml",
+        "[[schedules]]\nname = \"export\"\njob = \"exporter\"\nevery = \"1h\"\nstart_at = \"2099-01-01T00:00:00Z\"\nunique_key = \"export\"\n",
+    );
+    let out = p.cli(&["schema", "apply"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = p.cli_json(&["tasks", "--schedule", "export"]);
+    let occurrence = &listed[0];
+    assert_eq!(occurrence["unique_key"], "export", "{listed}");
+    let out = p.cli(&["enqueue", "exporter", "--unique-key", "export"]);
+    assert!(
+        !out.status.success(),
+        "a hand-made task with the schedule's key"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(occurrence["id"].as_str().unwrap_or("?")),
+        "the refusal names the holder: {err}"
+    );
+    // Changing the key is a change of the schedule: its occurrence follows.
+    p.schema(
+        "s.toml",
+        "[[schedules]]\nname = \"export\"\njob = \"exporter\"\nevery = \"1h\"\nstart_at = \"2099-01-01T00:00:00Z\"\nunique_key = \"export-v2\"\n",
+    );
+    let applied = p.cli_json(&["schema", "apply"]);
+    assert!(applied.to_string().contains("export"), "{applied}");
+    let listed = p.cli_json(&["tasks", "--schedule", "export"]);
+    assert_eq!(listed[0]["unique_key"], "export-v2", "{listed}");
+    enqueue(&p, &["exporter", "--unique-key", "export"]);
 }

@@ -131,12 +131,42 @@ pub async fn show(ctx: &Ctx, a: IdArg) -> Result<i32> {
     let store = ctx.store().await?;
     let t = find(store.as_ref(), &a.id).await?;
     let attempts = store.task_attempts(t.id).await?;
+    let children = store
+        .task_list(TaskListParams {
+            parent: Some(t.id),
+            limit: i64::MAX as usize,
+            ..Default::default()
+        })
+        .await?;
+    // Children by status, every status present (0 when none).
+    let mut by_status = serde_json::Map::new();
+    by_status.insert("total".into(), children.len().into());
+    for s in TaskStatus::ALL {
+        let n = children.iter().filter(|c| c.status == s).count();
+        by_status.insert(s.as_str().into(), n.into());
+    }
     if ctx.json {
         let mut v = t.to_json();
         v["attempts"] = serde_json::Value::Array(attempts.iter().map(|a| a.to_json()).collect());
+        v["children"] = serde_json::Value::Object(by_status);
         output::print_json(&v);
     } else {
         output::print_task(&t);
+        if !children.is_empty() {
+            let counts: Vec<String> = TaskStatus::ALL
+                .iter()
+                .filter_map(|s| {
+                    let n = children.iter().filter(|c| c.status == *s).count();
+                    (n > 0).then(|| format!("{n} {s}"))
+                })
+                .collect();
+            println!(
+                "children: {} ({}); jobslot tasks --parent {} lists them",
+                children.len(),
+                counts.join(", "),
+                t.id
+            );
+        }
         if !attempts.is_empty() {
             println!("earlier attempts:");
             for a in &attempts {

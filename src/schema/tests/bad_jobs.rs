@@ -267,3 +267,29 @@ fn problems_in_several_files_are_all_reported_in_order() {
         "{errors}"
     );
 }
+
+#[test]
+fn on_children_done_must_name_a_job() {
+    let p = Project::new();
+    p.job("a").job("b");
+    p.write(
+        "schema/a.toml",
+        "[jobs.a]\non_children_done = \"nope\"\n\n[jobs.b]\non_children_done = \"../x\"\n",
+    );
+    let errors = p.load_err();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_error(
+        &errors,
+        "schema/a.toml",
+        2,
+        "jobs.a.on_children_done",
+        "unknown job \"nope\" in on_children_done",
+    );
+    assert_error(
+        &errors,
+        "schema/a.toml",
+        5,
+        "jobs.b.on_children_done",
+        "invalid job name \"../x\"",
+    );
+}

@@ -264,3 +264,27 @@ fn a_single_schedules_table_is_an_error() {
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_error(&errors, F, 2, "schedules", "[[schedules]]");
 }
+
+#[test]
+fn two_schedules_cannot_share_a_unique_key_and_it_cannot_be_blank() {
+    let errors = errors_of(
+        "[[schedules]]\nname = \"a\"\njob = \"ping\"\nevery = \"1s\"\nunique_key = \"k\"\n\n\
+         [[schedules]]\nname = \"b\"\njob = \"ping\"\nevery = \"1s\"\nunique_key = \"k\"\n\n\
+         [[schedules]]\nname = \"c\"\njob = \"ping\"\nevery = \"1s\"\nunique_key = \" \"\n",
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_error(
+        &errors,
+        F,
+        11,
+        "schedules[1].unique_key",
+        "unique_key \"k\" is already the key of schedule \"a\"",
+    );
+    assert_error(
+        &errors,
+        F,
+        17,
+        "schedules[2].unique_key",
+        "must be 1 to 200 characters, not blank",
+    );
+}
