@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 mod after_links;
+mod attempt_logs;
 mod cancel;
 mod claims;
 mod finish;
@@ -33,6 +34,10 @@ mod tasks;
 pub use after_links::{
     after_link_cancels_chain_when_predecessor_fails_or_is_canceled, after_link_resolves_at_insert,
     after_link_waits_for_completion,
+};
+pub use attempt_logs::{
+    attempt_log_uploaded_is_compare_and_set,
+    attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
 };
 pub use cancel::{cancel_outcomes, reschedule_returns_claimed_task_to_pending};
 pub use claims::{
@@ -134,6 +139,8 @@ macro_rules! with_cases {
             prunable_lists_only_finished_tasks_ended_before,
             prunable_is_oldest_first_across_statuses,
             delete_finished_leaves_live_tasks,
+            attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
+            attempt_log_uploaded_is_compare_and_set,
         ];
     };
 }
