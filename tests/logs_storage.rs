@@ -1,5 +1,6 @@
 //! Task logs shipped to a real S3-protocol server (s3s-fs, in this process):
-//! after every outcome, multipart, outages, restarts, wrong credentials, prune.
+//! after every outcome, multipart, outages, restarts, wrong credentials, prune,
+//! and the logs of retried attempts.
 
 mod common;
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
@@ -13,6 +14,42 @@ const BUCKET: &str = "jobslot-logs";
 
 fn key(id: Uuid) -> String {
     format!("logs/{id}.log")
+}
+
+/// The key of attempt `n`'s log (`key(id)` for the first).
+fn attempt_key(id: Uuid, n: u32) -> String {
+    format!("logs/{}", jobslot::model::log_file_name(id, n))
+}
+
+/// A job that fails transiently (exit 75) until attempt `succeed_at`, saying
+/// which attempt it is.
+const FLAKY: &str = "echo \"output of attempt $JOBSLOT_ATTEMPT\"\n\
+    [ \"$JOBSLOT_ATTEMPT\" -ge \"${SUCCEED_AT:-99}\" ] && exit 0\nexit 75";
+
+/// Waits until every earlier attempt of a task has its log in storage;
+/// returns their URLs, oldest first.
+async fn wait_attempts_uploaded(
+    store: &dyn jobslot::store::Store,
+    id: Uuid,
+    count: usize,
+    limit: Duration,
+) -> Vec<String> {
+    wait_for(
+        &format!("{count} attempt logs of {id} uploaded"),
+        limit,
+        || async {
+            let logs: Vec<String> = store
+                .task_attempts(id)
+                .await
+                .ok()?
+                .into_iter()
+                .filter_map(|a| a.log)
+                .filter(|l| l.starts_with("s3://"))
+                .collect();
+            (logs.len() == count).then_some(logs)
+        },
+    )
+    .await
 }
 
 /// A project whose commands all talk to `server`.
@@ -404,4 +441,133 @@ async fn prune_after_removes_old_tasks_continuously() {
         "its stored log was kept"
     );
     assert!(inst.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_of_a_retried_task_keeps_its_log_in_the_bucket_until_pruned() {
+    let root = tempfile::tempdir().expect("tmp");
+    let server = S3Server::start(root.path(), None).await;
+    let p = project_with_storage(&server);
+    p.job("flaky", &format!("SUCCEED_AT=3\n{FLAKY}"));
+    p.schema(
+        "jobs.toml",
+        "[jobs.flaky]\nretry = { max_attempts = 3, backoff = \"100ms\", jitter = 0 }\n",
+    );
+    let inst = p.start("a", 1, FAST_RETRY);
+    let store = p.store().await;
+    let id = enqueue(&p, &["flaky"]);
+    let t = wait_terminal(store.as_ref(), id, Duration::from_secs(20)).await;
+    assert_eq!((t.status, t.attempt), (TaskStatus::Completed, 3), "{t:?}");
+    let last = wait_uploaded(store.as_ref(), id, Duration::from_secs(10)).await;
+    let earlier = wait_attempts_uploaded(store.as_ref(), id, 2, Duration::from_secs(10)).await;
+
+    // Three objects, one per attempt, each written once, under its file name.
+    let keys: Vec<String> = (1..=3).map(|n| attempt_key(id, n)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(server.keys(BUCKET, "logs/"), sorted);
+    for (n, k) in (1..=3).zip(&keys) {
+        let object = server.object(BUCKET, k).expect("object stored");
+        assert_eq!(
+            String::from_utf8_lossy(&object).trim(),
+            format!("output of attempt {n}")
+        );
+        assert_eq!(server.writes(BUCKET, k), 1, "{k} written more than once");
+    }
+    assert_eq!(last, format!("s3://{BUCKET}/{}", keys[2]));
+    assert_eq!(
+        earlier,
+        [
+            format!("s3://{BUCKET}/{}", keys[0]),
+            format!("s3://{BUCKET}/{}", keys[1])
+        ]
+    );
+    // No local file is left.
+    let dir = p.path().join(".jobslot/logs");
+    for n in 1..=3 {
+        let local = dir.join(jobslot::model::log_file_name(id, n));
+        wait_local_gone(&local, &format!("local log of attempt {n} removed")).await;
+    }
+    // `show --json` names the stored objects; `logs` reads them back.
+    let v = p.cli_json(&["show", &id.to_string()]);
+    assert_eq!(v["log"], serde_json::json!(last));
+    let shown: Vec<&str> = v["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .filter_map(|a| a["log"].as_str())
+        .collect();
+    assert_eq!(shown, earlier, "{v}");
+    for n in 1..=3 {
+        let out = p.cli(&["logs", &id.to_string(), "--attempt", &n.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("output of attempt {n}")
+        );
+    }
+    assert!(inst.stop().success());
+
+    // Prune deletes every attempt's object with the task.
+    let v = p.cli_json(&["prune", "--older-than", "0s"]);
+    assert_eq!(
+        (&v["tasks"], &v["stored_logs"]),
+        (&1.into(), &3.into()),
+        "{v}"
+    );
+    assert_eq!(server.keys(BUCKET, "logs/"), Vec::<String>::new());
+    assert!(store.task_get(id).await.expect("get").is_none());
+    assert!(store.task_attempts(id).await.expect("attempts").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempt_logs_left_by_a_killed_instance_are_uploaded_by_the_next_one() {
+    let root = tempfile::tempdir().expect("tmp");
+    let server = S3Server::start(root.path(), None).await;
+    let p = project_with_storage(&server);
+    // Never succeeds: two attempts, then failed for review.
+    p.job("flaky", FLAKY);
+    p.schema(
+        "jobs.toml",
+        "[jobs.flaky]\nretry = { max_attempts = 2, backoff = \"100ms\", jitter = 0 }\n",
+    );
+    let store = p.store().await;
+    // Storage is down while instance a runs both attempts; then a is killed.
+    let counters = server.counters();
+    let port = server.stop().await;
+    let a = p.start("a", 1, FAST_RETRY);
+    let id = enqueue(&p, &["flaky"]);
+    let t = wait_terminal(store.as_ref(), id, Duration::from_secs(20)).await;
+    assert_eq!((t.status, t.attempt), (TaskStatus::Failed, 2), "{t:?}");
+    a.signal(Signal::SIGKILL);
+    drop(a);
+    let attempts = store.task_attempts(id).await.expect("attempts");
+    let first = attempts[0].log.clone().expect("attempt 1 log");
+    assert!(!first.starts_with("s3://"), "uploaded during the outage?");
+    assert!(std::path::Path::new(&first).exists());
+
+    let server = S3Server::start_with(root.path(), Some(port), counters).await;
+    let b = p.start("b", 1, FAST_RETRY);
+    wait_uploaded(store.as_ref(), id, Duration::from_secs(20)).await;
+    let urls = wait_attempts_uploaded(store.as_ref(), id, 1, Duration::from_secs(20)).await;
+    assert_eq!(urls, [format!("s3://{BUCKET}/{}", attempt_key(id, 1))]);
+    for n in 1..=2 {
+        let k = attempt_key(id, n);
+        let object = server.object(BUCKET, &k).expect("object");
+        assert_eq!(
+            String::from_utf8_lossy(&object).trim(),
+            format!("output of attempt {n}")
+        );
+        assert_eq!(server.writes(BUCKET, &k), 1);
+    }
+    wait_local_gone(
+        std::path::Path::new(&first),
+        "attempt 1's local log removed",
+    )
+    .await;
+    assert!(b.stop().success());
 }

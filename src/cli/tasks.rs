@@ -352,23 +352,33 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
     }
 }
 
-/// Prints the log of an earlier attempt of `task`.
+/// Prints the log of an earlier attempt of `task`: the local file while it is
+/// there, else the stored object (the file goes once the object is recorded).
 async fn attempt_log(ctx: &Ctx, store: &dyn Store, task: &Task, n: u32) -> Result<i32> {
-    let attempts = store.task_attempts(task.id).await?;
-    let Some(a) = attempts.iter().find(|a| a.attempt == n) else {
-        bail!(
-            "task {} has no attempt {n} (it is at attempt {})",
-            task.id,
-            task.attempt
-        );
-    };
-    let Some(location) = a.log.as_deref() else {
-        bail!("attempt {n} of task {} has no log", task.id);
-    };
-    let bytes = if crate::logs::parse_s3_url(location).is_some() {
-        ctx.storage().await.read(location, 0).await?
-    } else {
-        std::fs::read(location).map_err(|e| anyhow::anyhow!("cannot read {location}: {e}"))?
+    let mut read_again = true;
+    let bytes = loop {
+        let attempts = store.task_attempts(task.id).await?;
+        let Some(a) = attempts.into_iter().find(|a| a.attempt == n) else {
+            bail!(
+                "task {} has no attempt {n} (it is at attempt {})",
+                task.id,
+                task.attempt
+            );
+        };
+        let Some(location) = a.log else {
+            bail!("attempt {n} of task {} has no log", task.id);
+        };
+        if crate::logs::parse_s3_url(&location).is_some() {
+            break ctx.storage().await.read(&location, 0).await?;
+        }
+        match std::fs::read(&location) {
+            Ok(bytes) => break bytes,
+            // Uploaded meanwhile: read the record again, once.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && read_again => {
+                read_again = false;
+            }
+            Err(e) => bail!("cannot read {location}: {e}"),
+        }
     };
     let mut out = std::io::stdout();
     out.write_all(&bytes)?;

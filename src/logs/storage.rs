@@ -8,7 +8,6 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use uuid::Uuid;
 
 /// Where logs go and how to reach the storage. Credentials come from
 /// `access_key_id`/`secret_access_key` when set, else from the standard AWS
@@ -125,10 +124,12 @@ impl Storage {
         self.config.bucket.as_deref()
     }
 
-    /// The URL a task's log gets: `s3://<bucket>/<prefix><task id>.log`.
-    pub fn url_for(&self, task: Uuid) -> Option<String> {
+    /// The URL a log file named `name` gets: `s3://<bucket>/<prefix><name>`,
+    /// where `name` is the log's file name ([`crate::model::log_file_name`]:
+    /// `<task id>.log`, `<task id>.attempt-N.log`).
+    pub fn url_for(&self, name: &str) -> Option<String> {
         let bucket = self.bucket()?;
-        Some(format!("s3://{bucket}/{}{task}.log", self.config.prefix))
+        Some(format!("s3://{bucket}/{}{name}", self.config.prefix))
     }
 
     /// Turns an SDK error into a message without credentials.
@@ -144,11 +145,11 @@ impl Storage {
         StorageError(msg)
     }
 
-    /// Uploads a task's log file and returns its URL. Files of at least the
-    /// multipart threshold go up in parts.
-    pub async fn upload(&self, task: Uuid, path: &Path) -> Result<String, StorageError> {
+    /// Uploads a log file as `name` (see [`Storage::url_for`]) and returns its
+    /// URL. Files of at least the multipart threshold go up in parts.
+    pub async fn upload(&self, name: &str, path: &Path) -> Result<String, StorageError> {
         let url = self
-            .url_for(task)
+            .url_for(name)
             .ok_or_else(|| StorageError("no bucket configured".to_string()))?;
         let Some((bucket, key)) = parse_s3_url(&url) else {
             return Err(StorageError(format!("bad log URL {url}")));

@@ -15,4 +15,4 @@ pub use job::{Job, is_valid_name};
 pub use retry::RetryPolicy;
 pub use schedule::{CatchUp, Recurrence, Schedule};
 pub use status::{Outcome, TaskStatus};
-pub use task::{Task, fmt_time, log_file_name};
+pub use task::{Task, fmt_time, log_file_attempt, log_file_name};

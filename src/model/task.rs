@@ -91,6 +91,22 @@ pub fn log_file_name(id: Uuid, attempt: u32) -> String {
     }
 }
 
+/// Which attempt of task `id` a log file named `name` belongs to: the inverse
+/// of [`log_file_name`], `None` for any other name.
+pub fn log_file_attempt(id: Uuid, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(id.to_string().as_str())?;
+    if rest == ".log" {
+        return Some(1);
+    }
+    let n: u32 = rest
+        .strip_prefix(".attempt-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()?;
+    // Only the spelling `log_file_name` writes (not `+2`, `02` or `1`).
+    (log_file_name(id, n) == name).then_some(n)
+}
+
 impl Task {
     /// The `--json` object (DESIGN "Command line"), plus a few extra fields.
     pub fn to_json(&self) -> Value {
@@ -125,5 +141,31 @@ impl Task {
             "needs_review": self.needs_review,
             "unique_key": self.unique_key,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_attempt_inverts_log_file_name() {
+        let id = Uuid::now_v7();
+        for n in [1, 2, 3, 10, u32::MAX] {
+            assert_eq!(log_file_attempt(id, &log_file_name(id, n)), Some(n));
+        }
+        let other = Uuid::now_v7();
+        for name in [
+            format!("{other}.log"),
+            format!("{id}.attempt-1.log"),
+            format!("{id}.attempt-02.log"),
+            format!("{id}.attempt-+2.log"),
+            format!("{id}.attempt-.log"),
+            format!("{id}.attempt-2.txt"),
+            format!("{id}.log.1"),
+            "jobslot.log".to_string(),
+        ] {
+            assert_eq!(log_file_attempt(id, &name), None, "{name}");
+        }
     }
 }

@@ -123,16 +123,25 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             }
             if let Some(uploads) = &shared.uploads {
                 for (e, status) in ended.iter().zip(&applied) {
-                    // A retried attempt's log stays where it is, named in its
-                    // attempt record; a waiting parent's goes when it ends.
-                    if let (Some(s), Some(path)) = (status, &e.log)
-                        && s.is_terminal()
-                    {
-                        uploads.push(crate::store::LocalLog {
-                            id: e.task.id,
-                            instance: Some(shared.instance.id),
-                            path: path.clone(),
-                        });
+                    // A retried attempt's log goes now, named in its attempt
+                    // record; a waiting parent's goes when it ends.
+                    match (status, &e.log) {
+                        (Some(TaskStatus::Pending), Some(path)) => {
+                            uploads.push_attempt(crate::store::LocalAttemptLog {
+                                id: e.task.id,
+                                attempt: e.task.attempt,
+                                instance: Some(shared.instance.id),
+                                path: path.clone(),
+                            })
+                        }
+                        (Some(s), Some(path)) if s.is_terminal() => {
+                            uploads.push(crate::store::LocalLog {
+                                id: e.task.id,
+                                instance: Some(shared.instance.id),
+                                path: path.clone(),
+                            })
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -312,17 +321,30 @@ pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResu
     }
     if status.is_some() {
         tracing::warn!(task = %task.id, instance = %holder, retry_at = ?plan.retry_at, "task failed as orphaned");
-        // A retried attempt's log stays where it is, named in its attempt record.
+        // The log is on the dead instance's host: uploaded from there (by
+        // this instance if it is the same host, else by the recovery sweep of
+        // the next instance there). A retried attempt's log is named in its
+        // attempt record; a cancel asked for wins over the retry, and then the
+        // log is the task's.
         if let (Some(uploads), true, Some(path)) = (
             &shared.uploads,
-            plan.retry_at.is_none() && task.host.as_deref() == Some(shared.instance.host.as_str()),
+            task.host.as_deref() == Some(shared.instance.host.as_str()),
             &task.log,
         ) {
-            uploads.push(crate::store::LocalLog {
-                id: task.id,
-                instance: task.instance_id,
-                path: path.clone(),
-            });
+            if status == Some(TaskStatus::Pending) {
+                uploads.push_attempt(crate::store::LocalAttemptLog {
+                    id: task.id,
+                    attempt: task.attempt,
+                    instance: task.instance_id,
+                    path: path.clone(),
+                });
+            } else if status.is_some_and(|s| s.is_terminal()) {
+                uploads.push(crate::store::LocalLog {
+                    id: task.id,
+                    instance: task.instance_id,
+                    path: path.clone(),
+                });
+            }
         }
     }
     Ok(())

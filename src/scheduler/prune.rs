@@ -1,5 +1,6 @@
 //! Retention: deleting finished tasks and their logs (local files and stored
-//! objects) in batches, logs first so no row ever points at nothing silently.
+//! objects, of the task and of its earlier attempts) in batches, logs first so
+//! no row ever points at nothing silently.
 
 use crate::logs::{Storage, parse_s3_url};
 use crate::model::TaskStatus;
@@ -53,11 +54,18 @@ pub async fn prune(
         if rows.is_empty() {
             return Ok(done);
         }
-        let urls: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.log.clone())
-            .filter(|l| parse_s3_url(l).is_some())
-            .collect();
+        // Every log of each task: its own and those of its earlier attempts.
+        let mut logs: Vec<String> = Vec::new();
+        for r in &rows {
+            let earlier = store
+                .task_attempts(r.id)
+                .await
+                .map_err(|e| fail(e.to_string(), &done))?;
+            logs.extend(r.log.clone());
+            logs.extend(earlier.into_iter().filter_map(|a| a.log));
+        }
+        let (urls, local): (Vec<String>, Vec<String>) =
+            logs.into_iter().partition(|l| parse_s3_url(l).is_some());
         if !urls.is_empty() {
             let Some(storage) = storage else {
                 return Err(fail(
@@ -70,23 +78,11 @@ pub async fn prune(
                 .await
                 .map_err(|e| fail(e.to_string(), &done))?;
         }
-        for r in &rows {
-            // The logs of earlier attempts stay local files where they were
-            // written (see docs/decisions.md, Retries).
-            let earlier = store
-                .task_attempts(r.id)
-                .await
-                .map_err(|e| fail(e.to_string(), &done))?;
-            let local = std::iter::once(r.log.clone())
-                .chain(earlier.into_iter().map(|a| a.log))
-                .flatten()
-                .filter(|l| parse_s3_url(l).is_none());
-            for path in local {
-                match tokio::fs::remove_file(&path).await {
-                    Ok(()) => done.local_logs += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(fail(format!("cannot delete {path}: {e}"), &done)),
-                }
+        for path in local {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => done.local_logs += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(format!("cannot delete {path}: {e}"), &done)),
             }
         }
         done.tasks += store

@@ -1,13 +1,17 @@
-//! Shipping finished tasks' logs to storage. A task's end never waits for it:
-//! the finisher queues the log once the end is written. Workers upload with
-//! retries and backoff while storage is down; the database (`log_local`) is the
-//! durable queue, so logs left by a stopped or crashed instance are found and
-//! uploaded by the next instance on the same host. Once the storage has a log,
-//! its URL is recorded, then the local file is removed.
+//! Shipping finished tasks' logs to storage, and the logs of attempts that
+//! were retried. A task's end never waits for it: the finisher queues the log
+//! once the end (or the retry) is written. Workers upload with retries and
+//! backoff while storage is down; the database (`log_local`, on tasks and on
+//! attempts) is the durable queue, so logs left by a stopped or crashed
+//! instance are found and uploaded by the next instance on the same host. Once
+//! the storage has a log, its URL is recorded (compare-and-set), then the local
+//! file is removed. Each log is stored under its file name
+//! (`<id>.log`, `<id>.attempt-N.log`), so no attempt overwrites another's.
 
 use super::persist;
 use crate::logs::Storage;
-use crate::store::{LocalLog, Store};
+use crate::model::{log_file_attempt, log_file_name};
+use crate::store::{LocalAttemptLog, LocalLog, Store, StoreResult};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,11 +28,85 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+/// A queued log: its task, and the attempt for an earlier attempt's log.
+type ItemKey = (Uuid, Option<u32>);
+
+/// A log to ship.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A task's own log (its current or last attempt's), recorded on the task.
+    Task(LocalLog),
+    /// The log of an attempt that was retried, recorded on the attempt.
+    Attempt(LocalAttemptLog),
+}
+
+impl Item {
+    /// What the queue knows it by.
+    fn key(&self) -> ItemKey {
+        (self.id(), self.attempt())
+    }
+
+    fn id(&self) -> Uuid {
+        match self {
+            Item::Task(l) => l.id,
+            Item::Attempt(l) => l.id,
+        }
+    }
+
+    /// The attempt, for an earlier attempt's log.
+    fn attempt(&self) -> Option<u32> {
+        match self {
+            Item::Task(_) => None,
+            Item::Attempt(l) => Some(l.attempt),
+        }
+    }
+
+    fn instance(&self) -> Option<Uuid> {
+        match self {
+            Item::Task(l) => l.instance,
+            Item::Attempt(l) => l.instance,
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Item::Task(l) => &l.path,
+            Item::Attempt(l) => &l.path,
+        }
+    }
+
+    /// The stored object's name: the attempt's log file name. A task's own
+    /// log keeps the name the runner gave its file (which says the attempt);
+    /// a file named otherwise is stored as `<id>.log`.
+    fn object_name(&self) -> String {
+        match self {
+            Item::Attempt(l) => log_file_name(l.id, l.attempt),
+            Item::Task(l) => std::path::Path::new(&l.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| log_file_attempt(l.id, n).is_some())
+                .map_or_else(|| log_file_name(l.id, 1), str::to_string),
+        }
+    }
+
+    /// Records the log's new location, if it is still recorded as local.
+    async fn record(&self, store: &dyn Store, location: &str) -> StoreResult<bool> {
+        match self {
+            Item::Task(l) => store.task_log_uploaded(l.id, location).await,
+            Item::Attempt(l) => {
+                store
+                    .task_attempt_log_uploaded(l.id, l.attempt, location)
+                    .await
+            }
+        }
+    }
+}
+
 /// The upload queue of one instance.
 #[derive(Clone)]
 pub struct Uploads {
-    tx: mpsc::UnboundedSender<LocalLog>,
-    queued: Arc<Mutex<HashSet<Uuid>>>,
+    tx: mpsc::UnboundedSender<Item>,
+    queued: Arc<Mutex<HashSet<ItemKey>>>,
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
 }
@@ -38,7 +116,7 @@ const WORKERS: usize = 4;
 impl Uploads {
     /// Starts the upload workers.
     pub fn start(store: Arc<dyn Store>, storage: Arc<Storage>, backoff: Backoff) -> Uploads {
-        let (tx, rx) = mpsc::unbounded_channel::<LocalLog>();
+        let (tx, rx) = mpsc::unbounded_channel::<Item>();
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let uploads = Uploads {
             tx,
@@ -57,7 +135,7 @@ impl Uploads {
                     me.queued
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .remove(&log.id);
+                        .remove(&log.key());
                     if me.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
                         me.idle.notify_waiters();
                     }
@@ -67,13 +145,22 @@ impl Uploads {
         uploads
     }
 
-    /// Queues a log unless it is already queued.
+    /// Queues a task's log unless it is already queued.
     pub fn push(&self, log: LocalLog) {
+        self.enqueue(Item::Task(log));
+    }
+
+    /// Queues the log of an attempt that was retried unless it is already queued.
+    pub fn push_attempt(&self, log: LocalAttemptLog) {
+        self.enqueue(Item::Attempt(log));
+    }
+
+    fn enqueue(&self, log: Item) {
         if !self
             .queued
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(log.id)
+            .insert(log.key())
         {
             return;
         }
@@ -102,61 +189,62 @@ impl Uploads {
         self.pending()
     }
 
-    /// Queues the logs left on this host by instances that are gone (a previous
-    /// run, a crash) and by this one. Logs of other live instances are theirs to
-    /// upload.
+    /// Queues the logs (of tasks and of retried attempts) left on this host by
+    /// instances that are gone (a previous run, a crash) and by this one. Logs
+    /// of other live instances are theirs to upload.
     pub async fn recover(&self, store: &dyn Store, host: &str, live_others: &[Uuid]) -> usize {
-        let mut found = 0;
-        let logs = persist("listing logs to upload", || {
+        let tasks = persist("listing logs to upload", || {
             store.task_logs_local(host, 10_000)
         })
         .await;
-        for log in logs {
-            if log.instance.is_some_and(|i| live_others.contains(&i)) {
+        let attempts = persist("listing attempt logs to upload", || {
+            store.task_attempt_logs_local(host, 10_000)
+        })
+        .await;
+        let mut found = 0;
+        let items =
+            (tasks.into_iter().map(Item::Task)).chain(attempts.into_iter().map(Item::Attempt));
+        for log in items {
+            if log.instance().is_some_and(|i| live_others.contains(&i)) {
                 continue;
             }
             found += 1;
-            self.push(log);
+            self.enqueue(log);
         }
         found
     }
 }
 
-async fn upload_one(store: &dyn Store, storage: &Storage, log: &LocalLog, backoff: Backoff) {
-    let path = std::path::Path::new(&log.path);
+async fn upload_one(store: &dyn Store, storage: &Storage, log: &Item, backoff: Backoff) {
+    let (task, attempt) = (log.id(), log.attempt());
+    let path = std::path::Path::new(log.path());
     let mut delay = backoff.initial;
     let mut failures = 0u32;
     loop {
         if !path.exists() {
             // Nothing to ship (the task never produced a file, or it is gone):
             // stop looking for it, keep the recorded location.
-            tracing::warn!(task = %log.id, path = %log.path, "log file missing; not uploaded");
-            let _ = persist("recording a missing log", || {
-                store.task_log_uploaded(log.id, &log.path)
-            })
-            .await;
+            tracing::warn!(%task, ?attempt, path = %log.path(), "log file missing; not uploaded");
+            let _ = persist("recording a missing log", || log.record(store, log.path())).await;
             return;
         }
-        match storage.upload(log.id, path).await {
+        match storage.upload(&log.object_name(), path).await {
             Ok(url) => {
                 if failures > 0 {
-                    tracing::info!(task = %log.id, %url, failures, "log uploaded after retries");
+                    tracing::info!(%task, ?attempt, %url, failures, "log uploaded after retries");
                 } else {
-                    tracing::debug!(task = %log.id, %url, "log uploaded");
+                    tracing::debug!(%task, ?attempt, %url, "log uploaded");
                 }
-                persist("recording an uploaded log", || {
-                    store.task_log_uploaded(log.id, &url)
-                })
-                .await;
+                persist("recording an uploaded log", || log.record(store, &url)).await;
                 if let Err(e) = tokio::fs::remove_file(path).await {
-                    tracing::warn!(task = %log.id, error = %e, "cannot remove the uploaded local log");
+                    tracing::warn!(%task, ?attempt, error = %e, "cannot remove the uploaded local log");
                 }
                 return;
             }
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(task = %log.id, error = %e, retry_in = ?delay, failures, "log upload failed; the log stays local and is retried");
+                    tracing::warn!(%task, ?attempt, error = %e, retry_in = ?delay, failures, "log upload failed; the log stays local and is retried");
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(backoff.max);

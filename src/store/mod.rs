@@ -142,6 +142,22 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a task's local log now lives at `url`; false if it was
     /// already recorded (by another uploader).
     async fn task_log_uploaded(&self, id: Uuid, url: &str) -> StoreResult<bool>;
+    /// Earlier attempts (of retried tasks) run on `host` whose log is still a
+    /// local file, oldest first (by task, then attempt).
+    async fn task_attempt_logs_local(
+        &self,
+        host: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<LocalAttemptLog>>;
+    /// Records that an earlier attempt's local log now lives at `url`; false
+    /// if it was already recorded (by another uploader) or there is no such
+    /// attempt.
+    async fn task_attempt_log_uploaded(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        url: &str,
+    ) -> StoreResult<bool>;
     /// Finished tasks that ended before a time, oldest first.
     async fn task_list_prunable(&self, p: TaskPruneParams) -> StoreResult<Vec<PrunableTask>>;
     /// Deletes finished tasks; returns how many rows went.

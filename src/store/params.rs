@@ -435,6 +435,20 @@ pub struct LocalLog {
     pub path: String,
 }
 
+/// An earlier attempt's log (of a task that was retried) that is still a
+/// local file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalAttemptLog {
+    /// The task.
+    pub id: Uuid,
+    /// The attempt (1 for the first).
+    pub attempt: u32,
+    /// The instance that ran the attempt.
+    pub instance: Option<Uuid>,
+    /// Its log file.
+    pub path: String,
+}
+
 /// A finished task that may be pruned, with its log location.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrunableTask {

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 mod after_links;
+mod attempt_logs;
 mod cancel;
 mod claims;
 mod finish;
@@ -34,6 +35,10 @@ mod workflows;
 pub use after_links::{
     after_link_cancels_chain_when_predecessor_fails_or_is_canceled, after_link_resolves_at_insert,
     after_link_waits_for_completion,
+};
+pub use attempt_logs::{
+    attempt_log_uploaded_is_compare_and_set,
+    attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
 };
 pub use cancel::{cancel_outcomes, reschedule_returns_claimed_task_to_pending};
 pub use claims::{
@@ -146,6 +151,8 @@ macro_rules! with_cases {
             unique_key_admits_one_live_task,
             paused_queues_are_not_claimed_until_resumed,
             starved_task_is_claimed_before_higher_priorities,
+            attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
+            attempt_log_uploaded_is_compare_and_set,
         ];
     };
 }

@@ -172,6 +172,20 @@ CREATE TABLE queue_pauses (
                 ])
             ),
         ),
+        (
+            5,
+            "
+-- True while an earlier attempt's log is a local file not yet uploaded to
+-- storage (as tasks.log_local for a task's own log). Attempt logs written
+-- before this version are queued too: the next instance on their host uploads
+-- them.
+ALTER TABLE task_attempts ADD COLUMN log_local BOOLEAN NOT NULL DEFAULT false;
+UPDATE task_attempts SET log_local = true WHERE log IS NOT NULL AND log NOT ILIKE 's3://%';
+CREATE INDEX task_attempts_log_local ON task_attempts (host, task_id, attempt)
+    WHERE log_local;
+"
+            .to_string(),
+        ),
     ]
 }
 
@@ -222,4 +236,71 @@ pub async fn migrate(tx: &Transaction<'_>, schema: &str) -> StoreResult<u32> {
         }
     }
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::test_support::TestSchema;
+
+    /// Migration 5 queues the attempt logs an older version left local, and
+    /// only those (as SQLite's migration 5 does).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migration_5_queues_attempt_logs_left_local() {
+        let Some(schema) = TestSchema::fresh().await else {
+            return;
+        };
+        let client = schema.connect().await;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {0}; CREATE TABLE {0}.schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);",
+                quote_ident(&schema.name)
+            ))
+            .await
+            .expect("schema");
+        for (v, sql) in migrations().into_iter().filter(|(v, _)| *v <= 4) {
+            client.batch_execute(&sql).await.expect("old migration");
+            client
+                .execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)",
+                    &[&(v as i32)],
+                )
+                .await
+                .expect("version");
+        }
+        let task = uuid::Uuid::now_v7();
+        for (attempt, log) in [
+            (1i64, Some("/l/1.log")),
+            (2, Some("S3://b/2.log")),
+            (3, None),
+        ] {
+            client
+                .execute(
+                    "INSERT INTO task_attempts (task_id, attempt, status, host, ended_at, log)
+                     VALUES ($1, $2, 'failed', 'h', 0, $3)",
+                    &[&task, &attempt, &log],
+                )
+                .await
+                .expect("attempt");
+        }
+        // Opening the store migrates it.
+        let store = crate::store::postgres::PostgresStore::open(&schema.url)
+            .await
+            .expect("open");
+        assert_eq!(
+            crate::store::Store::migrate(&store).await.expect("migrate"),
+            5
+        );
+        let local: Vec<(i64, bool)> = client
+            .query(
+                "SELECT attempt, log_local FROM task_attempts ORDER BY attempt",
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(local, [(1, true), (2, false), (3, false)]);
+    }
 }

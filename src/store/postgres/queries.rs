@@ -1,13 +1,15 @@
 //! Read-only task and instance queries for PostgreSQL, each one statement run
 //! outside an explicit transaction: lists, id prefixes, orphans, deadlines,
-//! local logs and prunable tasks, as SQLite answers them.
+//! local logs (of tasks and of earlier attempts) and prunable tasks, as SQLite
+//! answers them.
 
 use super::rows::{
     Param, from_ms, instance_columns, instance_from_row, ms, query, scalar, task_columns, tasks,
 };
 use crate::model::{Task, TaskStatus};
 use crate::store::{
-    Instance, LocalLog, OrphanParams, PrunableTask, StoreResult, TaskListParams, TaskPruneParams,
+    Instance, LocalAttemptLog, LocalLog, OrphanParams, PrunableTask, StoreResult, TaskListParams,
+    TaskPruneParams,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -211,6 +213,42 @@ pub async fn logs_local<C: GenericClient>(
         if let Some(path) = log {
             out.push(LocalLog {
                 id: r.try_get(0)?,
+                instance: r.try_get(2)?,
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Earlier attempts run on `host` whose log is still a local file, by task
+/// then attempt.
+pub async fn attempt_logs_local<C: GenericClient>(
+    c: &C,
+    host: &str,
+    limit: usize,
+) -> StoreResult<Vec<LocalAttemptLog>> {
+    let rows = query(
+        c,
+        "SELECT task_id, attempt, instance_id, log FROM task_attempts
+         WHERE log_local AND host = $1 ORDER BY task_id, attempt LIMIT $2",
+        &[&host, &(limit as i64)],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id: Uuid = r.try_get(0)?;
+        let attempt: i64 = r.try_get(1)?;
+        // One bad row must not stop the uploads of the others.
+        let Ok(attempt) = u32::try_from(attempt) else {
+            tracing::warn!(task = %id, attempt, "attempt number out of range; its log is not uploaded");
+            continue;
+        };
+        let log: Option<String> = r.try_get(3)?;
+        if let Some(path) = log {
+            out.push(LocalAttemptLog {
+                id,
+                attempt,
                 instance: r.try_get(2)?,
                 path,
             });

@@ -275,6 +275,39 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn task_attempt_logs_local(
+        &self,
+        host: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<LocalAttemptLog>> {
+        let host: Arc<str> = host.into();
+        self.read(body!(|c, host| queries::attempt_logs_local(
+            c, &host, limit
+        )
+        .await))
+            .await
+    }
+
+    async fn task_attempt_log_uploaded(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        url: &str,
+    ) -> StoreResult<bool> {
+        let url: Arc<str> = url.into();
+        self.write_rc(body!(|tx, url| {
+            let n = execute(
+                tx,
+                "UPDATE task_attempts SET log = $1, log_local = false
+                 WHERE task_id = $2 AND attempt = $3 AND log_local",
+                &[&&*url, &id, &i64::from(attempt)],
+            )
+            .await?;
+            Ok(n > 0)
+        }))
+        .await
+    }
+
     async fn task_list_prunable(&self, p: TaskPruneParams) -> StoreResult<Vec<PrunableTask>> {
         let p = Arc::new(p);
         self.read(body!(|c, p| queries::prunable(c, &p).await))

@@ -319,9 +319,10 @@ async fn retry_later(
         c,
         "WITH kept AS (
             INSERT INTO task_attempts (task_id, attempt, status, reason, exit_code, signal,
-                instance_id, instance_name, host, started_at, ended_at, log)
+                instance_id, instance_name, host, started_at, ended_at, log, log_local)
             SELECT id, attempt, $1, $2, $3, $4, instance_id, instance_name, host, started_at, $5,
-                COALESCE($6::text, log)
+                COALESCE($6::text, log),
+                (COALESCE($6::text, log) IS NOT NULL AND COALESCE($6::text, log) NOT ILIKE 's3://%')
             FROM tasks WHERE id = $7 AND status = $8
                 AND ($9::uuid IS NULL OR instance_id = $9::uuid) AND NOT cancel_requested
             RETURNING task_id

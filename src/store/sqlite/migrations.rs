@@ -153,6 +153,20 @@ CREATE TABLE queue_pauses (
                 live = live_states()
             ),
         ),
+        (
+            5,
+            "
+-- 1 while an earlier attempt's log is a local file not yet uploaded to
+-- storage (as tasks.log_local for a task's own log). Attempt logs written
+-- before this version are queued too: the next instance on their host uploads
+-- them.
+ALTER TABLE task_attempts ADD COLUMN log_local INTEGER NOT NULL DEFAULT 0;
+UPDATE task_attempts SET log_local = 1 WHERE log IS NOT NULL AND log NOT LIKE 's3://%';
+CREATE INDEX task_attempts_log_local ON task_attempts (host, task_id, attempt)
+    WHERE log_local = 1;
+"
+            .to_string(),
+        ),
     ]
 }
 
@@ -194,4 +208,45 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
     }
     tx.commit()?;
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 5 queues the attempt logs an older version left local, and
+    /// only those.
+    #[test]
+    fn migration_5_queues_attempt_logs_left_local() {
+        let mut c = Connection::open_in_memory().expect("open");
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .expect("versions table");
+        for (v, sql) in migrations().into_iter().filter(|(v, _)| *v <= 4) {
+            c.execute_batch(&sql).expect("old migration");
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                [v],
+            )
+            .expect("version");
+        }
+        for (attempt, log) in [(1, Some("/l/1.log")), (2, Some("s3://b/2.log")), (3, None)] {
+            c.execute(
+                "INSERT INTO task_attempts (task_id, attempt, status, host, ended_at, log)
+                 VALUES ('t', ?1, 'failed', 'h', 0, ?2)",
+                rusqlite::params![attempt, log],
+            )
+            .expect("attempt");
+        }
+        assert_eq!(migrate(&mut c).expect("migrate"), 5);
+        let local: Vec<(u32, bool)> = c
+            .prepare("SELECT attempt, log_local FROM task_attempts ORDER BY attempt")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(local, [(1, true), (2, false), (3, false)]);
+    }
 }

@@ -462,6 +462,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_attempt_logs_local(
+        &self,
+        host: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<LocalAttemptLog>> {
+        let host = host.to_string();
+        self.call(move |c| tasks::attempt_logs_local(c, &host, limit))
+            .await
+    }
+
+    async fn task_attempt_log_uploaded(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        url: &str,
+    ) -> StoreResult<bool> {
+        let url = url.to_string();
+        self.write(move |c| tasks::attempt_log_uploaded(c, id, attempt, &url))
+            .await
+    }
+
     async fn task_list_prunable(&self, p: TaskPruneParams) -> StoreResult<Vec<PrunableTask>> {
         self.call(move |c| {
             let mut statuses: Vec<TaskStatus> = if p.statuses.is_empty() {

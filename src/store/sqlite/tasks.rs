@@ -440,9 +440,10 @@ fn retry_later(c: &Connection, p: &TaskFinishParams, at: DateTime<Utc>) -> Store
     let kept = c
         .prepare_cached(
             "INSERT INTO task_attempts (task_id, attempt, status, reason, exit_code, signal,
-                instance_id, instance_name, host, started_at, ended_at, log)
+                instance_id, instance_name, host, started_at, ended_at, log, log_local)
              SELECT id, attempt, ?1, ?2, ?3, ?4, instance_id, instance_name, host, started_at, ?5,
-                COALESCE(?6, log)
+                COALESCE(?6, log),
+                (COALESCE(?6, log) IS NOT NULL AND COALESCE(?6, log) NOT LIKE 's3://%')
              FROM tasks WHERE id = ?7 AND status = ?8 AND (?9 IS NULL OR instance_id = ?9)
                 AND cancel_requested = 0",
         )?
@@ -469,6 +470,52 @@ fn retry_later(c: &Connection, p: &TaskFinishParams, at: DateTime<Utc>) -> Store
     )?
     .execute(params![PENDING, ms(at), p.id.to_string()])?;
     Ok(true)
+}
+
+/// Earlier attempts run on `host` whose log is still a local file, by task
+/// then attempt. A row whose task id cannot be read is skipped.
+pub fn attempt_logs_local(
+    c: &Connection,
+    host: &str,
+    limit: usize,
+) -> StoreResult<Vec<crate::store::LocalAttemptLog>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT task_id, attempt, instance_id, log FROM task_attempts
+         WHERE log_local = 1 AND host = ?1 ORDER BY task_id, attempt LIMIT ?2",
+    )?;
+    let rows: Vec<(String, u32, Option<String>, Option<String>)> = stmt
+        .query_map(params![host, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, attempt, instance, log)| {
+            Some(crate::store::LocalAttemptLog {
+                id: Uuid::parse_str(&id).ok()?,
+                attempt,
+                instance: instance.and_then(|i| Uuid::parse_str(&i).ok()),
+                path: log?,
+            })
+        })
+        .collect())
+}
+
+/// Records that an earlier attempt's log now lives at `url`, if it was still
+/// recorded as local (compare-and-set: one uploader wins).
+pub fn attempt_log_uploaded(
+    c: &Connection,
+    id: Uuid,
+    attempt: u32,
+    url: &str,
+) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE task_attempts SET log = ?1, log_local = 0
+             WHERE task_id = ?2 AND attempt = ?3 AND log_local = 1",
+        )?
+        .execute(params![url, id.to_string(), attempt])?;
+    Ok(n > 0)
 }
 
 /// A task's past attempts, oldest first.
