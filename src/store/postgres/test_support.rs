@@ -114,3 +114,107 @@ impl Drop for TestSchema {
         }
     }
 }
+
+/// `base` naming database `db` instead of its own.
+fn with_database(base: &str, db: &str) -> String {
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (base, None),
+    };
+    // `postgres://user@host:port/db`: the path starts after the authority.
+    let authority_end = head
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| head[start..].find('/').map(|j| start + j))
+        .unwrap_or(head.len());
+    let mut url = format!("{}/{db}", &head[..authority_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// A database of its own for one test (for what other tests' transactions
+/// must not disturb, such as what VACUUM may remove: its horizon covers the
+/// transactions of one database); dropped on drop.
+pub struct TestDatabase {
+    /// The database's name.
+    pub name: String,
+    /// The server's URL (the database it was created from).
+    admin: String,
+    /// A schema in it.
+    pub schema: Option<TestSchema>,
+}
+
+impl TestDatabase {
+    /// A fresh database on a reachable server with a fresh schema in it, or
+    /// `None` when the server cannot be reached outside CI.
+    pub async fn fresh() -> Option<Self> {
+        let mut schema = TestSchema::fresh().await?;
+        let admin = schema.base.clone();
+        let name = format!("js_db_{}", uuid::Uuid::now_v7().simple());
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", super::redact_url(&admin)));
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {}",
+                super::conn::quote_ident(&name)
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        schema.base = with_database(&admin, &name);
+        schema.url = url_with(&schema.base, &schema.name, &[]);
+        Some(Self {
+            name,
+            admin,
+            schema: Some(schema),
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // The schema first (its connections end), then the database.
+        drop(self.schema.take());
+        let admin = self.admin.clone();
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            super::conn::quote_ident(&self.name)
+        );
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn with_database_replaces_only_the_database() {
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/test?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
+    }
+}
