@@ -4,6 +4,7 @@
 //! `JOBSLOT_DATABASE`, `JOBSLOT_SLOTS`, …). Output is a table for people and
 //! JSON with `--json`; errors go to stderr as one sentence.
 
+mod admin;
 mod enqueue;
 mod init;
 mod output;
@@ -115,6 +116,13 @@ pub enum Command {
     Retry(tasks::IdArg),
     /// Show each queue's depth, running count and state.
     Queues,
+    /// Show every instance: alive, gone or stopped, slots in use, heartbeat.
+    Instances,
+    /// Unstick work by hand: expire stuck tasks, clear stale locks.
+    Admin {
+        #[command(subcommand)]
+        action: admin::AdminAction,
+    },
     /// Pause or resume a queue on every instance.
     Queue {
         #[command(subcommand)]
@@ -204,6 +212,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Cancel(a) => tasks::cancel(&ctx, a).await,
         Command::Retry(a) => tasks::retry(&ctx, a).await,
         Command::Queues => queues::list(&ctx).await,
+        Command::Instances => admin::instances(&ctx).await,
+        Command::Admin { action } => admin::act(&ctx, action).await,
         Command::Queue { action } => queues::act(&ctx, action).await,
         Command::Prune(a) => prune_cmd::run(&ctx, a).await,
         Command::Migrate => {

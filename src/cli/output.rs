@@ -80,6 +80,7 @@ pub fn print_task(t: &Task) {
             "after",
             t.after.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         ),
+        ("unique key", opt(&t.unique_key)),
         ("args", t.args.to_string()),
         ("metadata", t.metadata.to_string()),
         (
@@ -98,5 +99,8 @@ pub fn print_task(t: &Task) {
     ];
     for (k, v) in rows {
         println!("{k:<10} {v}");
+    }
+    if t.needs_review {
+        println!("{:<10} yes (failed after using every attempt)", "review");
     }
 }

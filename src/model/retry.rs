@@ -68,7 +68,10 @@ impl RetryPolicy {
             Outcome::Exited(code) => self.transient_exit_codes.contains(code),
             Outcome::Signaled(_) => self.retry_on_signal,
             Outcome::TimedOut { .. } => self.retry_on_timeout,
-            Outcome::Canceled { .. } | Outcome::Shutdown { .. } | Outcome::SpawnError(_) => false,
+            Outcome::Canceled { .. }
+            | Outcome::Shutdown { .. }
+            | Outcome::Expired { .. }
+            | Outcome::SpawnError(_) => false,
         }
     }
 

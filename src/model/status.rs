@@ -101,9 +101,20 @@ pub enum Outcome {
         /// The signal that ended it, if any.
         signal: Option<i32>,
     },
+    /// An operator expired it while it ran (it ran too long) and jobslot
+    /// stopped it.
+    Expired {
+        /// The exit code, if the process exited after SIGTERM.
+        exit_code: Option<i32>,
+        /// The signal that ended it, if any.
+        signal: Option<i32>,
+    },
     /// The process could not be started.
     SpawnError(String),
 }
+
+/// The reason of a task an operator expired (`jobslot admin expire-stuck`).
+pub const EXPIRED_REASON: &str = "expired (stuck: stopped by jobslot admin expire-stuck)";
 
 /// Exit code by which a job cancels itself.
 pub const EXIT_SELF_CANCELED: i32 = 100;
@@ -124,6 +135,7 @@ impl Outcome {
             Self::TimedOut { .. } => (TaskStatus::Failed, Some("timeout".to_string())),
             Self::Canceled { .. } => (TaskStatus::Canceled, Some("canceled".to_string())),
             Self::Shutdown { .. } => (TaskStatus::Failed, Some("shutdown".to_string())),
+            Self::Expired { .. } => (TaskStatus::Failed, Some(EXPIRED_REASON.to_string())),
             Self::SpawnError(e) => (TaskStatus::Failed, Some(format!("spawn-error: {e}"))),
         }
     }
@@ -134,7 +146,8 @@ impl Outcome {
             Self::Exited(c) => Some(*c),
             Self::TimedOut { exit_code, .. }
             | Self::Canceled { exit_code, .. }
-            | Self::Shutdown { exit_code, .. } => *exit_code,
+            | Self::Shutdown { exit_code, .. }
+            | Self::Expired { exit_code, .. } => *exit_code,
             Self::Signaled(_) | Self::SpawnError(_) => None,
         }
     }
@@ -145,7 +158,8 @@ impl Outcome {
             Self::Signaled(s) => Some(*s),
             Self::TimedOut { signal, .. }
             | Self::Canceled { signal, .. }
-            | Self::Shutdown { signal, .. } => *signal,
+            | Self::Shutdown { signal, .. }
+            | Self::Expired { signal, .. } => *signal,
             Self::Exited(_) | Self::SpawnError(_) => None,
         }
     }

@@ -202,5 +202,6 @@ fn outcome(exit: std::io::Result<ExitStatus>, cause: Option<StopCause>, pid: i32
         Some(StopCause::Deadline) => Outcome::TimedOut { exit_code, signal },
         Some(StopCause::Asked(StopReason::Cancel)) => Outcome::Canceled { exit_code, signal },
         Some(StopCause::Asked(StopReason::Shutdown)) => Outcome::Shutdown { exit_code, signal },
+        Some(StopCause::Asked(StopReason::Expire)) => Outcome::Expired { exit_code, signal },
     }
 }

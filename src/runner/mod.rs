@@ -77,6 +77,9 @@ pub enum StopReason {
     Cancel,
     /// The instance shuts down: ends as [`Outcome::Shutdown`].
     Shutdown,
+    /// An operator expired it (`jobslot admin expire-stuck`): ends as
+    /// [`Outcome::Expired`].
+    Expire,
 }
 
 /// Stops a running task from anywhere; cheap to clone. Stopping a task that

@@ -150,6 +150,9 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
             for id in store.task_cancel_requests(me).await? {
                 shared.request_stop(id, crate::runner::StopReason::Cancel);
             }
+            for id in store.task_expire_requests(me).await? {
+                shared.request_stop(id, crate::runner::StopReason::Expire);
+            }
         }
         orphan_deadline = rescue_orphans(shared).await?;
         *shared

@@ -159,10 +159,25 @@ async fn end_params(shared: &Shared, e: &Ended) -> TaskFinishParams {
     let (status, reason) = e.outcome.status_and_reason();
     let transient = status == TaskStatus::Failed
         && policy_of(shared, &e.task).is_some_and(|p| p.is_transient(&e.outcome));
-    let plan = retry_plan(shared, &e.task, transient, reason, e.ended_at);
+    let plan = retry_plan(
+        policy_of(shared, &e.task),
+        &e.task,
+        transient,
+        reason,
+        e.ended_at,
+    );
     let next = match plan.retry_at {
         Some(_) => None,
-        None => next_for(shared, &e.task, status, e.ended_at).await,
+        None => {
+            next_for(
+                shared.store.as_ref(),
+                &shared.jobs,
+                &e.task,
+                status,
+                e.ended_at,
+            )
+            .await
+        }
     };
     let mut p = recurrence::finish_params(
         &e.task,
@@ -198,13 +213,13 @@ struct RetryPlan {
 
 /// Decides whether a failed attempt of `task` is tried again, and when.
 fn retry_plan(
-    shared: &Shared,
+    policy: Option<&RetryPolicy>,
     task: &Task,
     transient: bool,
     reason: Option<String>,
     now: DateTime<Utc>,
 ) -> RetryPlan {
-    let Some(policy) = policy_of(shared, task).filter(|_| transient) else {
+    let Some(policy) = policy.filter(|_| transient) else {
         return RetryPlan {
             retry_at: None,
             reason,
@@ -248,54 +263,43 @@ fn random_unit() -> f64 {
 }
 
 pub(super) async fn next_for(
-    shared: &Shared,
+    store: &dyn crate::store::Store,
+    jobs: &std::collections::BTreeMap<String, crate::model::Job>,
     task: &Task,
     status: TaskStatus,
     now: DateTime<Utc>,
 ) -> Option<crate::store::NewTask> {
     task.recurrence.as_ref()?;
     let schedule = match &task.schedule {
-        Some(name) => {
-            let store = shared.store.clone();
-            persist("reading schedule", || store.schedule_get(name)).await
-        }
+        Some(name) => persist("reading schedule", || store.schedule_get(name)).await,
         None => None,
     };
     let job_name = schedule
         .as_ref()
         .map(|s| s.job.as_str())
         .unwrap_or(&task.job);
-    recurrence::next_occurrence(
-        task,
-        status,
-        schedule.as_ref(),
-        shared.jobs.get(job_name),
-        now,
-    )
+    recurrence::next_occurrence(task, status, schedule.as_ref(), jobs.get(job_name), now)
 }
 
-/// Fails a running task of another instance as orphaned (compare-and-set on
-/// the instance that held it), with its next occurrence.
-pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResult<()> {
-    let now = Utc::now();
-    let holder = task
-        .instance
-        .clone()
-        .unwrap_or_else(|| "unknown".to_string());
-    let transient = policy_of(shared, &task).is_some_and(|p| p.retry_on_orphan);
-    let plan = retry_plan(
-        shared,
-        &task,
-        transient,
-        Some(format!("orphaned (instance {holder})")),
-        now,
-    );
+/// Fails (or, when `retry` and its job's policy allow, retries later) a
+/// running task whose process nobody will report on: its instance is gone.
+/// Compare-and-set on the instance that held it; with its next occurrence.
+/// Returns the status written, or `None` if it no longer applied.
+pub async fn end_abandoned(
+    store: &dyn crate::store::Store,
+    jobs: &std::collections::BTreeMap<String, crate::model::Job>,
+    task: &Task,
+    reason: String,
+    retry: bool,
+    now: DateTime<Utc>,
+) -> crate::store::StoreResult<(Option<TaskStatus>, Option<DateTime<Utc>>)> {
+    let policy = jobs.get(&task.job).map(|j| &j.retry);
+    let plan = retry_plan(policy, task, retry, Some(reason), now);
     let next = match plan.retry_at {
         Some(_) => None,
-        None => next_for(shared, &task, TaskStatus::Failed, now).await,
+        None => next_for(store, jobs, task, TaskStatus::Failed, now).await,
     };
-    let applied = shared
-        .store
+    let applied = store
         .task_finish_many(vec![TaskFinishParams {
             retry_at: plan.retry_at,
             needs_review: plan.needs_review,
@@ -313,14 +317,34 @@ pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResu
             callback: None,
         }])
         .await?;
-    let status = applied.first().copied().flatten();
+    Ok((applied.first().copied().flatten(), plan.retry_at))
+}
+
+/// Fails a running task of another instance as orphaned (compare-and-set on
+/// the instance that held it), with its next occurrence.
+pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResult<()> {
+    let now = Utc::now();
+    let holder = task
+        .instance
+        .clone()
+        .unwrap_or_else(|| "unknown".to_string());
+    let transient = policy_of(shared, &task).is_some_and(|p| p.retry_on_orphan);
+    let (status, retry_at) = end_abandoned(
+        shared.store.as_ref(),
+        &shared.jobs,
+        &task,
+        format!("orphaned (instance {holder})"),
+        transient,
+        now,
+    )
+    .await?;
     if let (Some(s), Some(parent)) = (status, task.parent)
         && s.is_terminal()
     {
         super::children::settle(shared, vec![parent]).await;
     }
     if status.is_some() {
-        tracing::warn!(task = %task.id, instance = %holder, retry_at = ?plan.retry_at, "task failed as orphaned");
+        tracing::warn!(task = %task.id, instance = %holder, retry_at = ?retry_at, "task failed as orphaned");
         // The log is on the dead instance's host: uploaded from there (by
         // this instance if it is the same host, else by the recovery sweep of
         // the next instance there). A retried attempt's log is named in its

@@ -29,6 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 pub use dispatch::apply_schema;
+pub use finish::end_abandoned;
 
 /// Settings of one `jobslot run` instance.
 #[derive(Debug, Clone)]
@@ -179,6 +180,7 @@ pub async fn run_instance(
         started_at: now,
         heartbeat_at: now,
         stopped_at: None,
+        heartbeat_interval: config.heartbeat_interval,
     };
     store.instance_register(instance.clone()).await?;
     apply_schema(store.as_ref(), &schema.jobs, &schema.schedules).await?;

@@ -128,6 +128,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Option<TaskStatus>>>;
     /// Cancels a pending task, or asks its instance to stop a running one.
     async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<CancelOutcome>;
+    /// Asks the instance running a task to stop it and fail it as expired
+    /// (`jobslot admin expire-stuck`); false if it is not running.
+    async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool>;
+    /// Running tasks of an instance that an operator asked to expire.
+    async fn task_expire_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>>;
     /// Running tasks of an instance that a user asked to cancel.
     async fn task_cancel_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>>;
     /// Running tasks not held by `me` whose orphan deadline has passed.

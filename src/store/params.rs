@@ -27,6 +27,23 @@ pub struct Instance {
     pub heartbeat_at: DateTime<Utc>,
     /// When it stopped cleanly, if it did.
     pub stopped_at: Option<DateTime<Utc>>,
+    /// How often it records a heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl Instance {
+    /// Heartbeats missed before an instance counts as gone.
+    pub const MISSED_HEARTBEATS: u32 = 3;
+
+    /// Whether the instance is gone at `now`: stopped, or silent for longer
+    /// than [`Self::MISSED_HEARTBEATS`] heartbeat intervals (at least a second).
+    pub fn is_gone(&self, now: DateTime<Utc>) -> bool {
+        let silence =
+            (self.heartbeat_interval * Self::MISSED_HEARTBEATS).max(Duration::from_secs(1));
+        let limit =
+            chrono::Duration::milliseconds(i64::try_from(silence.as_millis()).unwrap_or(i64::MAX));
+        self.stopped_at.is_some() || self.heartbeat_at + limit < now
+    }
 }
 
 /// Registers an instance.

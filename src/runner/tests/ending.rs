@@ -136,6 +136,7 @@ async fn stop_from_elsewhere_cancels_or_shuts_down_and_empties_the_group() {
     for (why, name) in [
         (StopReason::Cancel, "cancel"),
         (StopReason::Shutdown, "shutdown"),
+        (StopReason::Expire, "expire"),
     ] {
         let handle = fx.start(&spec).await;
         let pgid = handle.pgid;
@@ -152,6 +153,7 @@ async fn stop_from_elsewhere_cancels_or_shuts_down_and_empties_the_group() {
         let expected = match why {
             StopReason::Cancel => Outcome::Canceled { exit_code, signal },
             StopReason::Shutdown => Outcome::Shutdown { exit_code, signal },
+            StopReason::Expire => Outcome::Expired { exit_code, signal },
         };
         assert_eq!(report.outcome, expected, "{name}");
         assert!(report.signaled_at.is_some());

@@ -98,6 +98,7 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
         started_at: now - secs(10),
         heartbeat_at: now - secs(10),
         stopped_at: None,
+        heartbeat_interval: std::time::Duration::from_millis(2500),
     };
     let newer = Instance {
         id: Uuid::now_v7(),
@@ -109,6 +110,7 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
         started_at: now - secs(5),
         heartbeat_at: now - secs(5),
         stopped_at: None,
+        heartbeat_interval: std::time::Duration::from_secs(5),
     };
     s.instance_register(older.clone())
         .await

@@ -186,6 +186,16 @@ CREATE INDEX task_attempts_log_local ON task_attempts (host, task_id, attempt)
 "
             .to_string(),
         ),
+        (
+            6,
+            "
+-- Administration: each instance's heartbeat interval (so that anyone can tell
+-- a stale heartbeat), and running tasks an operator asked to expire.
+ALTER TABLE instances ADD COLUMN heartbeat_ms BIGINT NOT NULL DEFAULT 5000;
+ALTER TABLE tasks ADD COLUMN expire_requested BOOLEAN NOT NULL DEFAULT false;
+"
+            .to_string(),
+        ),
     ]
 }
 

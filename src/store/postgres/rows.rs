@@ -29,7 +29,7 @@ pub(crate) use task_columns;
 /// Columns of `instances`, in the order [`instance_from_row`] reads them.
 macro_rules! instance_columns {
     () => {
-        "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at"
+        "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at, heartbeat_ms"
     };
 }
 pub(crate) use instance_columns;
@@ -184,6 +184,9 @@ pub fn instance_from_row(r: &Row) -> StoreResult<Instance> {
         started_at: from_ms(r.try_get(6)?),
         heartbeat_at: from_ms(r.try_get(7)?),
         stopped_at: r.try_get::<_, Option<i64>>(8)?.map(from_ms),
+        heartbeat_interval: Duration::from_millis(
+            u64::try_from(r.try_get::<_, i64>(9)?).unwrap_or(0),
+        ),
     })
 }
 

@@ -38,7 +38,7 @@ impl Store for PostgresStore {
             let sql = concat!(
                 "INSERT INTO instances (",
                 instance_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             );
             execute(
                 tx,
@@ -53,6 +53,7 @@ impl Store for PostgresStore {
                     &ms(p.started_at),
                     &ms(p.heartbeat_at),
                     &p.stopped_at.map(ms),
+                    &super::rows::dur_ms(p.heartbeat_interval),
                 ],
             )
             .await?;
@@ -232,6 +233,34 @@ impl Store for PostgresStore {
             };
             notify(tx, &channel).await?;
             Ok(outcome)
+        }))
+        .await
+    }
+
+    async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool> {
+        self.write_rc(body!(|tx| {
+            let n = execute(
+                tx,
+                "UPDATE tasks SET expire_requested = true WHERE id = $1 AND status = $2",
+                &[&id, &TaskStatus::Running.as_str()],
+            )
+            .await?;
+            Ok(n > 0)
+        }))
+        .await
+    }
+
+    async fn task_expire_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.read(body!(|c| {
+            super::rows::query(
+                c,
+                "SELECT id FROM tasks WHERE status = $1 AND instance_id = $2 AND expire_requested",
+                &[&TaskStatus::Running.as_str(), &instance],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
         }))
         .await
     }

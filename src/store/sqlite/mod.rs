@@ -105,7 +105,7 @@ impl Store for SqliteStore {
     async fn instance_register(&self, p: InstanceRegisterParams) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
-                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     p.id.to_string(),
                     p.name,
@@ -116,6 +116,7 @@ impl Store for SqliteStore {
                     ms(p.started_at),
                     ms(p.heartbeat_at),
                     p.stopped_at.map(ms),
+                    p.heartbeat_interval.as_millis() as i64,
                 ],
             )?;
             Ok(())
@@ -364,6 +365,32 @@ impl Store for SqliteStore {
                     .paused_at = Some(paused_at);
             }
             Ok(by_name.into_values().collect())
+        })
+        .await
+    }
+
+    async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE tasks SET expire_requested = 1 WHERE id = ?1 AND status = ?2",
+                params![id.to_string(), TaskStatus::Running.as_str()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn task_expire_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM tasks WHERE status = ?1 AND instance_id = ?2 AND expire_requested = 1",
+            )?;
+            let ids: Vec<String> = stmt
+                .query_map(params![TaskStatus::Running.as_str(), instance.to_string()], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
         })
         .await
     }
