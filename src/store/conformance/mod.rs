@@ -77,6 +77,7 @@ pub use tasks::{
 };
 pub use workflows::{
     ending_a_parent_failed_or_canceled_cancels_its_open_children,
+    expire_requests_reach_the_instance_holding_the_task,
     parent_with_children_waits_then_settles_with_its_callback,
     paused_queues_are_not_claimed_until_resumed, starved_task_is_claimed_before_higher_priorities,
     unique_key_admits_one_live_task,
@@ -151,6 +152,7 @@ macro_rules! with_cases {
             unique_key_admits_one_live_task,
             paused_queues_are_not_claimed_until_resumed,
             starved_task_is_claimed_before_higher_priorities,
+            expire_requests_reach_the_instance_holding_the_task,
             attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
             attempt_log_uploaded_is_compare_and_set,
         ];

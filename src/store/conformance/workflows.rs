@@ -276,3 +276,33 @@ pub async fn starved_task_is_claimed_before_higher_priorities(h: &dyn Harness) {
     // Nothing has waited that long any more: priority order.
     assert_eq!(ids(&s.task_claim(p).await.expect("claim")), vec![high[2]]);
 }
+
+#[doc(hidden)]
+pub async fn expire_requests_reach_the_instance_holding_the_task(h: &dyn Harness) {
+    let store = h.open().await;
+    let s = &*store;
+    let w = Worker::new("w");
+    let other = Worker::new("other");
+    let now = now_ms();
+    let t = insert(s, new_task("stuck", now - secs(1))).await;
+    let pending = insert(s, new_task("later", now + secs(60))).await;
+    assert!(
+        !s.task_request_expire(pending.id).await.expect("expire"),
+        "only a running task can be expired"
+    );
+    claim_one(s, &w, now, t.id).await;
+    assert!(s.task_expire_requests(w.id).await.expect("list").is_empty());
+    assert!(s.task_request_expire(t.id).await.expect("expire"));
+    assert_eq!(
+        s.task_expire_requests(w.id).await.expect("list"),
+        vec![t.id]
+    );
+    assert!(
+        s.task_expire_requests(other.id)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    // Not a cancel request.
+    assert!(s.task_cancel_requests(w.id).await.expect("list").is_empty());
+}
