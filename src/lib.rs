@@ -9,6 +9,7 @@
 //! runner also copies each task's output into its capped log file; [`cli`]
 //! composes everything.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod logs;

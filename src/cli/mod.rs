@@ -12,6 +12,7 @@ mod prune_cmd;
 mod queues;
 mod run;
 mod schema_cmd;
+mod serve;
 mod tasks;
 
 use anyhow::{Context, Result};
@@ -114,6 +115,8 @@ pub enum Command {
     Cancel(tasks::IdArg),
     /// Run a failed or canceled task again (as a new task; prints its id).
     Retry(tasks::IdArg),
+    /// Serve the HTTP API without running tasks (default 127.0.0.1:7474).
+    Serve(serve::ServeArgs),
     /// Show each queue's depth, running count and state.
     Queues,
     /// Show every instance: alive, gone or stopped, slots in use, heartbeat.
@@ -211,6 +214,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Logs(a) => tasks::logs(&ctx, a).await,
         Command::Cancel(a) => tasks::cancel(&ctx, a).await,
         Command::Retry(a) => tasks::retry(&ctx, a).await,
+        Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Queues => queues::list(&ctx).await,
         Command::Instances => admin::instances(&ctx).await,
         Command::Admin { action } => admin::act(&ctx, action).await,

@@ -1,0 +1,343 @@
+//! The HTTP API (first slice): tasks, queues and instances as JSON, behind an
+//! optional bearer token. Built on [`Client`], so it creates and reads tasks
+//! exactly as the CLI and the library do; it runs no job itself.
+//!
+//! Every error is `{"error": {"code", "message"}}` with the status code that
+//! fits: 400 for bad input, 401 without the token, 404 for an unknown task,
+//! 409 for a conflict (a unique key in use, a parent that ended), 500 for a
+//! database failure.
+
+use crate::client::{Client, ClientError, Enqueue};
+use crate::model::{TaskStatus, fmt_time};
+use crate::store::{CancelOutcome, StoreError, TaskListParams};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[cfg(test)]
+mod tests;
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The client tasks are created and read through.
+    pub client: Client,
+    /// The bearer token every route but health requires, if any.
+    pub token: Option<String>,
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Store(s) => s.into(),
+            ClientError::UnknownJob { .. } | ClientError::Invalid(_) => {
+                Self::bad_request(e.to_string())
+            }
+            ClientError::Schema(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "schema", m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::NoSuchTask(id) => Self::not_found(format!("no task {id}")),
+            other => {
+                tracing::warn!(error = %other, "API request failed in the database");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "database",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/tasks", get(list_tasks).post(enqueue))
+        .route("/api/tasks/{id}", get(show_task))
+        .route("/api/tasks/{id}/cancel", post(cancel_task))
+        .route("/api/queues", get(queues))
+        .route("/api/queues/{queue}/pause", post(pause_queue))
+        .route("/api/queues/{queue}/resume", post(resume_queue))
+        .route("/api/instances", get(instances))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Requires the bearer token (when one is set) on every route but health.
+async fn auth(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let open = request.uri().path() == "/api/health";
+    if let (Some(token), false) = (&state.token, open) {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required (Authorization: Bearer $JOBSLOT_API_TOKEN)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Filters of `GET /api/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    job: Option<String>,
+    queue: Option<String>,
+    schedule: Option<String>,
+    parent: Option<String>,
+    needs_review: Option<bool>,
+    limit: Option<usize>,
+}
+
+fn parse_id(s: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("{s:?} is not a task id")))
+}
+
+async fn list_tasks(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = match &q.status {
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let parent = q.parent.as_deref().map(parse_id).transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::bad_request("limit must be from 1 to 10000"));
+    }
+    let tasks = state
+        .client
+        .list(TaskListParams {
+            status,
+            job: q.job,
+            queue: q.queue,
+            schedule: q.schedule,
+            parent,
+            needs_review: q.needs_review.unwrap_or(false),
+            limit,
+        })
+        .await?;
+    Ok(Json(Value::Array(
+        tasks.iter().map(|t| t.to_json()).collect(),
+    )))
+}
+
+async fn show_task(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let Some(task) = state.client.get(id).await? else {
+        return Err(ApiError::not_found(format!("no task {id}")));
+    };
+    let attempts = state.client.attempts(id).await?;
+    let mut v = task.to_json();
+    v["attempts"] = Value::Array(attempts.iter().map(|a| a.to_json()).collect());
+    Ok(Json(v))
+}
+
+/// Body of `POST /api/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueBody {
+    job: String,
+    #[serde(default)]
+    args: Option<Value>,
+    at: Option<String>,
+    delay_ms: Option<u64>,
+    queue: Option<String>,
+    priority: Option<i32>,
+    parent: Option<String>,
+    after: Option<String>,
+    unique_key: Option<String>,
+}
+
+async fn enqueue(
+    State(state): State<Arc<ApiState>>,
+    body: Result<Json<EnqueueBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut e = Enqueue::new(&b.job).args(b.args.unwrap_or_else(|| json!({})));
+    match (&b.at, b.delay_ms) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give at or delay_ms, not both")),
+        (Some(at), None) => {
+            let at = chrono::DateTime::parse_from_rfc3339(at)
+                .map_err(|_| ApiError::bad_request(format!("at {at:?} is not an RFC 3339 time")))?;
+            e = e.at(at.with_timezone(&chrono::Utc));
+        }
+        (None, Some(ms)) => e = e.delay(std::time::Duration::from_millis(ms)),
+        (None, None) => {}
+    }
+    if let Some(q) = &b.queue {
+        e = e.queue(q);
+    }
+    if let Some(p) = b.priority {
+        e = e.priority(p);
+    }
+    if let Some(p) = &b.parent {
+        e = e.parent(parse_id(p)?);
+    }
+    if let Some(a) = &b.after {
+        e = e.after(parse_id(a)?);
+    }
+    if let Some(k) = &b.unique_key {
+        e = e.unique_key(k);
+    }
+    let task = state.client.enqueue(e).await?;
+    Ok((StatusCode::CREATED, Json(task.to_json())))
+}
+
+async fn cancel_task(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let outcome = match state.client.cancel(id).await? {
+        CancelOutcome::Canceled => "canceled".to_string(),
+        CancelOutcome::StopRequested => "stop-requested".to_string(),
+        CancelOutcome::AlreadyEnded(s) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("task {id} has already ended ({s})"),
+            ));
+        }
+        CancelOutcome::NotFound => return Err(ApiError::not_found(format!("no task {id}"))),
+    };
+    Ok(Json(json!({"id": id.to_string(), "outcome": outcome})))
+}
+
+async fn queues(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let stats = state.client.queues().await?;
+    Ok(Json(Value::Array(
+        stats.iter().map(|q| q.to_json()).collect(),
+    )))
+}
+
+fn check_queue(q: &str) -> ApiResult<()> {
+    if crate::model::is_valid_name(q) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid queue name {q:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )))
+    }
+}
+
+async fn pause_queue(
+    State(state): State<Arc<ApiState>>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_queue(&queue)?;
+    let changed = state
+        .client
+        .store()
+        .queue_pause(&queue, chrono::Utc::now())
+        .await?;
+    Ok(Json(
+        json!({"queue": queue, "state": "paused", "changed": changed}),
+    ))
+}
+
+async fn resume_queue(
+    State(state): State<Arc<ApiState>>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_queue(&queue)?;
+    let changed = state.client.store().queue_resume(&queue).await?;
+    Ok(Json(
+        json!({"queue": queue, "state": "active", "changed": changed}),
+    ))
+}
+
+async fn instances(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let now = chrono::Utc::now();
+    let list = state.client.store().instance_list().await?;
+    Ok(Json(Value::Array(
+        list.iter()
+            .map(|i| {
+                json!({
+                    "id": i.id.to_string(),
+                    "name": i.name,
+                    "host": i.host,
+                    "pid": i.pid,
+                    "slots": i.slots,
+                    "queues": i.queues,
+                    "state": if i.stopped_at.is_some() { "stopped" } else if i.is_gone(now) { "gone" } else { "alive" },
+                    "started_at": fmt_time(i.started_at),
+                    "heartbeat_at": fmt_time(i.heartbeat_at),
+                    "stopped_at": i.stopped_at.map(fmt_time),
+                })
+            })
+            .collect(),
+    )))
+}
