@@ -332,7 +332,7 @@ async fn instances(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>>
                     "pid": i.pid,
                     "slots": i.slots,
                     "queues": i.queues,
-                    "state": if i.stopped_at.is_some() { "stopped" } else if i.is_gone(now) { "gone" } else { "alive" },
+                    "state": i.state(now),
                     "started_at": fmt_time(i.started_at),
                     "heartbeat_at": fmt_time(i.heartbeat_at),
                     "stopped_at": i.stopped_at.map(fmt_time),

@@ -5,7 +5,7 @@ use super::{Ctx, output};
 use crate::model::{Task, TaskStatus, fmt_time, parse_duration};
 use crate::store::{Instance, Store, TaskListParams};
 use anyhow::Result;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -35,16 +35,6 @@ async fn running(store: &dyn Store) -> Result<Vec<Task>> {
             ..Default::default()
         })
         .await?)
-}
-
-fn state(i: &Instance, now: DateTime<Utc>) -> &'static str {
-    if i.stopped_at.is_some() {
-        "stopped"
-    } else if i.is_gone(now) {
-        "gone"
-    } else {
-        "alive"
-    }
 }
 
 /// `jobslot instances`: each instance with its state, slots in use and
@@ -78,7 +68,7 @@ pub async fn instances(ctx: &Ctx) -> Result<i32> {
                     "name": i.name,
                     "host": i.host,
                     "pid": i.pid,
-                    "state": state(i, now),
+                    "state": i.state(now),
                     "slots": i.slots,
                     "used_slots": slots,
                     "running": n,
@@ -99,7 +89,7 @@ pub async fn instances(ctx: &Ctx) -> Result<i32> {
         .map(|(i, slots, _)| {
             vec![
                 i.name.clone(),
-                state(i, now).to_string(),
+                i.state(now).to_string(),
                 format!("{slots}/{}", i.slots),
                 if i.queues.is_empty() {
                     "all".to_string()

@@ -44,6 +44,18 @@ impl Instance {
             chrono::Duration::milliseconds(i64::try_from(silence.as_millis()).unwrap_or(i64::MAX));
         self.stopped_at.is_some() || self.heartbeat_at + limit < now
     }
+
+    /// `stopped`, `gone` (see [`Self::is_gone`]) or `alive`, as shown by
+    /// `jobslot instances` and the API.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if self.stopped_at.is_some() {
+            "stopped"
+        } else if self.is_gone(now) {
+            "gone"
+        } else {
+            "alive"
+        }
+    }
 }
 
 /// Registers an instance.

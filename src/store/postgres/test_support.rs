@@ -87,6 +87,27 @@ impl TestSchema {
     }
 }
 
+/// Runs `sql` on `url` from a thread and runtime of its own: a drop may run
+/// while a runtime unwinds.
+fn execute_apart(url: &str, sql: String) -> Result<(), String> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the thread panicked".to_string()))
+}
+
 impl Drop for TestSchema {
     fn drop(&mut self) {
         let base = self.base.clone();
@@ -94,22 +115,7 @@ impl Drop for TestSchema {
             "DROP SCHEMA IF EXISTS {} CASCADE",
             super::conn::quote_ident(&self.name)
         );
-        // Its own thread and runtime: this may run while a runtime unwinds.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&base, NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                client.batch_execute(&sql).await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        if let Err(e) = execute_apart(&base, sql) {
             eprintln!("could not drop test schema {}: {e}", self.name);
         }
     }
@@ -184,21 +190,7 @@ impl Drop for TestDatabase {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             super::conn::quote_ident(&self.name)
         );
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&admin, NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                client.batch_execute(&sql).await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        if let Err(e) = execute_apart(&admin, sql) {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }

@@ -96,6 +96,21 @@ impl SqliteStore {
     }
 }
 
+/// Running tasks of `instance` whose flag column `flag` (`cancel_requested`
+/// or `expire_requested`) is set.
+fn flagged_running(c: &Connection, instance: Uuid, flag: &str) -> StoreResult<Vec<Uuid>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT id FROM tasks WHERE status = ?1 AND instance_id = ?2 AND {flag} = 1"
+    ))?;
+    let ids: Vec<String> = stmt
+        .query_map(
+            params![TaskStatus::Running.as_str(), instance.to_string()],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<u32> {
@@ -381,33 +396,13 @@ impl Store for SqliteStore {
     }
 
     async fn task_expire_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id FROM tasks WHERE status = ?1 AND instance_id = ?2 AND expire_requested = 1",
-            )?;
-            let ids: Vec<String> = stmt
-                .query_map(params![TaskStatus::Running.as_str(), instance.to_string()], |r| {
-                    r.get(0)
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
-        })
-        .await
+        self.call(move |c| flagged_running(c, instance, "expire_requested"))
+            .await
     }
 
     async fn task_cancel_requests(&self, instance: Uuid) -> StoreResult<Vec<Uuid>> {
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id FROM tasks WHERE status = ?1 AND instance_id = ?2 AND cancel_requested = 1",
-            )?;
-            let ids: Vec<String> = stmt
-                .query_map(params![TaskStatus::Running.as_str(), instance.to_string()], |r| {
-                    r.get(0)
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
-        })
-        .await
+        self.call(move |c| flagged_running(c, instance, "cancel_requested"))
+            .await
     }
 
     async fn task_list_orphans(&self, p: OrphanParams) -> StoreResult<Vec<Task>> {
