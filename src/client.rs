@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::model::{CatchUp, CronExpr, Job, Recurrence, Task};
+use crate::model::{CatchUp, CronExpr, Job, Recurrence, Task, TaskStatus};
 use crate::schema::SchemaSet;
 use crate::store::{
     AfterLink, Attempt, CancelOutcome, NewTask, QueueStats, Store, StoreError, TaskListParams,
@@ -248,11 +248,13 @@ impl Client {
         let now = Utc::now();
         let due = match (e.due_at, e.delay) {
             (Some(at), _) => at,
-            (None, Some(d)) => {
-                now + chrono::Duration::milliseconds(
-                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-                )
-            }
+            (None, Some(d)) => i64::try_from(d.as_millis())
+                .ok()
+                .and_then(chrono::Duration::try_milliseconds)
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| {
+                    ClientError::Invalid(format!("a delay of {} ms is too long", d.as_millis()))
+                })?,
             (None, None) => now,
         };
         let recurrence = match e.recurrence {
@@ -339,6 +341,54 @@ impl Client {
     /// instance running it to stop it.
     pub async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, ClientError> {
         Ok(self.store.task_cancel(id, Utc::now()).await?)
+    }
+
+    /// Runs a failed or canceled task again, as a new task of the same job
+    /// with the same args, queue and priority; returns the new task. The old
+    /// one keeps its record (ended tasks are never rewritten) and the new one
+    /// names it in its metadata's `retryOf`; the review flag is not carried.
+    /// A child retried while its parent still waits counts as one of its
+    /// children; once the parent has ended it is a task of its own. Fails
+    /// with [`StoreError::NoSuchTask`], or [`StoreError::Conflict`] when the
+    /// task has not failed or been canceled.
+    pub async fn retry(&self, id: Uuid) -> Result<Task, ClientError> {
+        let t = self
+            .store
+            .task_get(id)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchTask(id.to_string()))?;
+        if !matches!(t.status, TaskStatus::Failed | TaskStatus::Canceled) {
+            return Err(StoreError::Conflict(format!(
+                "task {} is {}: only failed or canceled tasks can be retried",
+                t.id, t.status
+            ))
+            .into());
+        }
+        let now = Utc::now();
+        let mut metadata = match &t.metadata {
+            Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        metadata.insert("retryOf".into(), Value::String(t.id.to_string()));
+        let parent = match t.parent {
+            Some(p) => self
+                .store
+                .task_get(p)
+                .await?
+                .filter(|p| !p.status.is_terminal())
+                .map(|p| p.id),
+            None => None,
+        };
+        Ok(self
+            .store
+            .task_insert(NewTask {
+                schedule: None,
+                recurrence: None,
+                parent,
+                metadata: Value::Object(metadata),
+                ..NewTask::fresh_occurrence(&t, AfterLink::None, now)
+            })
+            .await?)
     }
 
     /// Every queue with live tasks or paused.

@@ -35,8 +35,9 @@ async fn the_child_gets_its_environment_args_on_stdin_and_no_storage_secrets(bac
     p.job("env", "env | sort\necho \"stdin=$(cat)\"");
     let inst = p
         .cmd()
-        .args(["run", "--name", "a", "--slots", "1"])
+        .args(["run", "--name", "a", "--slots", "1", "--no-api"])
         .env("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+        .env("JOBSLOT_API_TOKEN", "api-t0ken-value")
         .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
         .env("JOBSLOT_S3_SECRET_ACCESS_KEY", "other-secret")
         .env("SOME_SETTING", "kept")
@@ -69,6 +70,7 @@ async fn the_child_gets_its_environment_args_on_stdin_and_no_storage_secrets(bac
     }
     for secret in [
         "s3cr3t-value",
+        "api-t0ken-value",
         "AKIAEXAMPLE",
         "other-secret",
         "AWS_SECRET_ACCESS_KEY",

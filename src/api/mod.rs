@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod logs;
+mod openapi;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +31,10 @@ pub struct ApiState {
     pub client: Client,
     /// The bearer token every route but health requires, if any.
     pub token: Option<String>,
+    /// The project's log directory: the only files the API reads.
+    pub log_dir: std::path::PathBuf,
+    /// Where finished tasks' logs are stored.
+    pub storage: Arc<crate::logs::Storage>,
 }
 
 /// An error as the API answers it.
@@ -102,6 +108,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/tasks", get(list_tasks).post(enqueue))
         .route("/api/tasks/{id}", get(show_task))
         .route("/api/tasks/{id}/cancel", post(cancel_task))
+        .route("/api/tasks/{id}/retry", post(retry_task))
+        .route("/api/tasks/{id}/log", get(logs::task_log))
+        .route("/api/tasks/{id}/log/stream", get(logs::task_log_stream))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/queues", get(queues))
         .route("/api/queues/{queue}/pause", post(pause_queue))
         .route("/api/queues/{queue}/resume", post(resume_queue))
@@ -118,7 +128,7 @@ async fn auth(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let open = request.uri().path() == "/api/health";
+    let open = matches!(request.uri().path(), "/api/health" | "/api/openapi.json");
     if let (Some(token), false) = (&state.token, open) {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -150,6 +160,10 @@ struct ListQuery {
     schedule: Option<String>,
     parent: Option<String>,
     needs_review: Option<bool>,
+    instance: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
     limit: Option<usize>,
 }
 
@@ -170,6 +184,15 @@ async fn list_tasks(
         None => None,
     };
     let parent = q.parent.as_deref().map(parse_id).transpose()?;
+    let before = q.before.as_deref().map(parse_id).transpose()?;
+    let now = chrono::Utc::now();
+    let when = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| crate::model::parse_time_or_ago(s, now))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+    };
+    let (since, until) = (when("since", &q.since)?, when("until", &q.until)?);
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::bad_request("limit must be from 1 to 10000"));
@@ -183,6 +206,10 @@ async fn list_tasks(
             schedule: q.schedule,
             parent,
             needs_review: q.needs_review.unwrap_or(false),
+            instance: q.instance,
+            since,
+            until,
+            before,
             limit,
         })
         .await?;
@@ -274,6 +301,15 @@ async fn cancel_task(
         CancelOutcome::NotFound => return Err(ApiError::not_found(format!("no task {id}"))),
     };
     Ok(Json(json!({"id": id.to_string(), "outcome": outcome})))
+}
+
+async fn retry_task(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = parse_id(&id)?;
+    let task = state.client.retry(id).await?;
+    Ok((StatusCode::CREATED, Json(task.to_json())))
 }
 
 async fn queues(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {

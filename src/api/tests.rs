@@ -8,8 +8,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     app: Router,
+    state: Arc<ApiState>,
 }
 
 async fn fixture(token: Option<&str>) -> Fixture {
@@ -23,13 +24,18 @@ async fn fixture(token: Option<&str>) -> Fixture {
     std::fs::set_permissions(&job, perms).expect("chmod");
     let db = format!("sqlite://{}", dir.path().join("db").display());
     let client = Client::open(dir.path(), Some(&db)).await.expect("client");
+    let log_dir = dir.path().join(".jobslot").join("logs");
+    std::fs::create_dir_all(&log_dir).expect("log dir");
     let state = Arc::new(ApiState {
         client,
         token: token.map(str::to_string),
+        log_dir,
+        storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
     });
     Fixture {
-        _dir: dir,
-        app: router(state),
+        dir,
+        app: router(state.clone()),
+        state,
     }
 }
 
@@ -216,6 +222,15 @@ async fn a_token_guards_every_route_but_health() {
         ("GET", "/api/queues"),
         ("GET", "/api/instances"),
         ("POST", "/api/queues/a/pause"),
+        ("GET", "/api/tasks/01a2302c-8c49-714a-b131-cbfd12a7bdfe/log"),
+        (
+            "GET",
+            "/api/tasks/01a2302c-8c49-714a-b131-cbfd12a7bdfe/log/stream",
+        ),
+        (
+            "POST",
+            "/api/tasks/01a2302c-8c49-714a-b131-cbfd12a7bdfe/retry",
+        ),
     ] {
         let (s, v) = call(&f.app, method, uri, None, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {uri}");
@@ -223,9 +238,265 @@ async fn a_token_guards_every_route_but_health() {
         let (s, _) = call(&f.app, method, uri, None, Some("wrong")).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {uri}");
         let (s, v) = call(&f.app, method, uri, None, Some("s3cret")).await;
-        assert_eq!(s, StatusCode::OK, "{method} {uri}: {v}");
+        assert_ne!(s, StatusCode::UNAUTHORIZED, "{method} {uri}: {v}");
+        assert!(
+            s == StatusCode::OK || v["error"]["code"] == "not_found",
+            "{method} {uri}: {s} {v}"
+        );
     }
+    let (s, doc) = call(&f.app, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK, "the document needs no token");
+    assert_eq!(doc["openapi"], "3.0.3");
     let (_, q) = call(&f.app, "GET", "/api/queues", None, Some("s3cret")).await;
     assert_eq!(q[0]["queue"], "a");
     assert_eq!(q[0]["state"], "paused");
+}
+
+/// Adds a pending task of `hello` due in a minute; returns its id.
+async fn add(f: &Fixture, extra: Value) -> String {
+    let mut body = json!({"job": "hello", "delay_ms": 60000});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let (s, t) = call(&f.app, "POST", "/api/tasks", Some(body), None).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    t["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn failed_or_canceled_tasks_are_retried_as_new_tasks() {
+    let f = fixture(None).await;
+    let id = add(&f, json!({"args": {"n": 7}, "priority": 2})).await;
+    let (s, e) = call(
+        &f.app,
+        "POST",
+        &format!("/api/tasks/{id}/retry"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a pending task is not retried: {e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only failed or canceled tasks can be retried"),
+        "{e}"
+    );
+    call(
+        &f.app,
+        "POST",
+        &format!("/api/tasks/{id}/cancel"),
+        None,
+        None,
+    )
+    .await;
+    let (s, new) = call(
+        &f.app,
+        "POST",
+        &format!("/api/tasks/{id}/retry"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{new}");
+    assert_ne!(new["id"].as_str(), Some(id.as_str()));
+    assert_eq!(new["status"], "pending");
+    assert_eq!(new["args"], json!({"n": 7}));
+    assert_eq!(new["priority"], 2);
+    assert_eq!(new["metadata"]["retryOf"].as_str(), Some(id.as_str()));
+    let (s, _) = call(
+        &f.app,
+        "POST",
+        "/api/tasks/01a2302c-8c49-714a-b131-cbfd12a7bdfe/retry",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// The raw body of a GET.
+async fn get_text(app: &Router, uri: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("response");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Claims every due task as instance `w1`, as a scheduler would.
+async fn claim_all(f: &Fixture) {
+    let claimed = f
+        .state
+        .client
+        .store()
+        .task_claim(crate::store::TaskClaimParams {
+            instance_id: Uuid::now_v7(),
+            instance_name: "w1".to_string(),
+            host: "localhost".to_string(),
+            queues: vec![],
+            free_slots: 100,
+            limit: 100,
+            now: chrono::Utc::now(),
+            starvation_after: None,
+        })
+        .await
+        .expect("claim");
+    assert!(!claimed.is_empty());
+}
+
+#[tokio::test]
+async fn logs_are_read_only_from_the_projects_log_directory() {
+    let f = fixture(None).await;
+    let id = add(&f, json!({"delay_ms": 0})).await;
+    let uuid = Uuid::parse_str(&id).expect("uuid");
+    // Not started: an empty log.
+    let (s, text) = get_text(&f.app, &format!("/api/tasks/{id}/log")).await;
+    assert_eq!((s, text.as_str()), (StatusCode::OK, ""));
+    let other = add(&f, json!({"delay_ms": 0})).await;
+    let third = add(&f, json!({"delay_ms": 0})).await;
+    claim_all(&f).await;
+    // The task's record points outside the log directory: the API reads
+    // the task's own file in the log directory, never that path.
+    let secret = f.dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret\n").expect("secret");
+    let store = f.state.client.store().clone();
+    store
+        .task_mark_spawned(vec![crate::store::TaskSpawnedParams {
+            id: uuid,
+            pgid: 1,
+            log: secret.display().to_string(),
+        }])
+        .await
+        .expect("mark");
+    let (s, text) = get_text(&f.app, &format!("/api/tasks/{id}/log")).await;
+    assert!(!text.contains("top secret"), "{s} {text}");
+    std::fs::write(
+        f.state.log_dir.join(format!("{id}.log")),
+        "line one\nline two\n",
+    )
+    .expect("log");
+    let (s, text) = get_text(&f.app, &format!("/api/tasks/{id}/log")).await;
+    assert_eq!((s, text.as_str()), (StatusCode::OK, "line one\nline two\n"));
+    // A link in the log directory is not followed.
+    std::os::unix::fs::symlink(&secret, f.state.log_dir.join(format!("{other}.log")))
+        .expect("link");
+    let (s, text) = get_text(&f.app, &format!("/api/tasks/{other}/log")).await;
+    assert!(!text.contains("top secret"), "{s} {text}");
+    // A stored log must be the task's own object.
+    store
+        .task_mark_spawned(vec![crate::store::TaskSpawnedParams {
+            id: Uuid::parse_str(&third).expect("uuid"),
+            pgid: 1,
+            log: "s3://bucket/other/passwords.txt".to_string(),
+        }])
+        .await
+        .expect("mark");
+    let (s, v) = call(
+        &f.app,
+        "GET",
+        &format!("/api/tasks/{third}/log"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "log_missing");
+    // An earlier attempt that does not exist.
+    let (s, v) = call(
+        &f.app,
+        "GET",
+        &format!("/api/tasks/{id}/log?attempt=4"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test]
+async fn history_filters_and_pages() {
+    let f = fixture(None).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(add(&f, json!({"queue": "paged"})).await);
+    }
+    // Newest first, two per page, each page after the last id of the one before.
+    let mut seen = Vec::new();
+    let mut uri = "/api/tasks?queue=paged&limit=2".to_string();
+    loop {
+        let (s, page) = call(&f.app, "GET", &uri, None, None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let page: Vec<String> = page
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        uri = format!("/api/tasks?queue=paged&limit=2&before={last}");
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+    let count = |v: &Value| v.as_array().map(Vec::len);
+    let (_, v) = call(&f.app, "GET", "/api/tasks?queue=paged&until=1h", None, None).await;
+    assert_eq!(count(&v), Some(0), "created before an hour ago: none");
+    let (_, v) = call(&f.app, "GET", "/api/tasks?queue=paged&since=1h", None, None).await;
+    assert_eq!(count(&v), Some(5), "live in the last hour: all");
+    let (_, v) = call(
+        &f.app,
+        "GET",
+        "/api/tasks?queue=paged&instance=w1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(count(&v), Some(0), "run by w1: none");
+    add(&f, json!({"queue": "paged", "delay_ms": 0})).await;
+    claim_all(&f).await;
+    let (_, v) = call(
+        &f.app,
+        "GET",
+        "/api/tasks?queue=paged&instance=w1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(count(&v), Some(1), "run by w1: the one claimed");
+    let (s, v) = call(&f.app, "GET", "/api/tasks?since=yesterday", None, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let f = fixture(None).await;
+    let doc: Value = serde_json::from_str(super::openapi::DOCUMENT).expect("the document is JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 12, "{}", paths.len());
+    for (path, ops) in paths {
+        let uri = path
+            .replace("{id}", "01a2302c-8c49-714a-b131-cbfd12a7bdfe")
+            .replace("{queue}", "q");
+        for method in ops.as_object().expect("operations").keys() {
+            let body = (method == "post" && path == "/api/tasks").then(|| json!({"job": "hello"}));
+            let (s, v) = call(&f.app, &method.to_uppercase(), &uri, body, None).await;
+            assert_ne!(
+                v["error"]["message"].as_str(),
+                Some("no such route"),
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
 }

@@ -144,6 +144,7 @@ pub enum Command {
 }
 
 /// Resolved global settings.
+#[derive(Clone)]
 pub struct Ctx {
     /// Absolute project directory.
     pub project: PathBuf,

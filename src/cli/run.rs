@@ -5,6 +5,7 @@ use crate::model::parse_duration;
 use crate::scheduler::{InstanceConfig, StopRequest, run_instance};
 use anyhow::{Context, Result};
 use clap::Args;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -49,6 +50,19 @@ pub struct RunArgs {
     /// Per-task log cap, in bytes (suffixes K, M, G: 100M).
     #[arg(long, env = "JOBSLOT_LOG_CAP", default_value = "100M", value_parser = parse_size)]
     pub log_cap: u64,
+    /// Address of the HTTP API this instance serves (default 127.0.0.1:7474;
+    /// when that default is taken, by another instance on this machine, the
+    /// instance runs without it).
+    #[arg(long, env = "JOBSLOT_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// Run jobs only: serve no HTTP API.
+    #[arg(long, env = "JOBSLOT_API_DISABLED", action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_api: bool,
+    /// Serve the HTTP API only and run no task, as `jobslot serve` does.
+    #[arg(long, env = "JOBSLOT_SCHEDULER_DISABLED", action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_scheduler: bool,
 }
 
 /// A duration, or `0` / `off` for none.
@@ -80,6 +94,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Runs the instance until a signal.
 pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
+    if a.no_scheduler {
+        if a.no_api {
+            anyhow::bail!(
+                "--no-api (JOBSLOT_API_DISABLED) and --no-scheduler (JOBSLOT_SCHEDULER_DISABLED) together leave nothing to run"
+            );
+        }
+        let api_addr = match a.api_addr {
+            Some(addr) => addr,
+            None => default_api_addr()?,
+        };
+        return super::serve::run(ctx, super::serve::ServeArgs { api_addr }).await;
+    }
     let _guard = init_tracing(ctx)?;
     let schema = match crate::schema::load(&ctx.project) {
         Ok(s) => s,
@@ -135,6 +161,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         ),
     }
     let store = ctx.store().await?;
+    let listener = if a.no_api {
+        None
+    } else {
+        api_listener(a.api_addr).await?
+    };
     let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -163,12 +194,60 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             }
         }
     });
-    run_instance(store, config, schema, stop_rx).await?;
+    // The API serves until the instance has stopped (running tasks included).
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = match listener {
+        Some(listener) => {
+            let (ctx, store, schema) = (ctx.clone(), store.clone(), schema.clone());
+            Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = api_stopped.await;
+                };
+                if let Err(e) = super::serve::serve(&ctx, listener, store, schema, shutdown).await {
+                    tracing::error!("the HTTP API stopped: {e:#}");
+                }
+            }))
+        }
+        None => None,
+    };
+    let result = run_instance(store, config, schema, stop_rx).await;
+    let _ = api_stop.send(());
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    result?;
     Ok(0)
 }
 
+fn default_api_addr() -> Result<SocketAddr> {
+    super::serve::DEFAULT_API_ADDR
+        .parse()
+        .context("the default API address does not parse")
+}
+
+/// The API's socket: on the address given (failing if it cannot be had), or
+/// on the default one when it is free. Several instances on one machine all
+/// default to the same port: the first serves the API and the others run
+/// without it, saying so.
+async fn api_listener(addr: Option<SocketAddr>) -> Result<Option<tokio::net::TcpListener>> {
+    if let Some(addr) = addr {
+        return super::serve::bind(addr).await.map(Some);
+    }
+    let addr = default_api_addr()?;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                "the HTTP API is not served by this instance: {addr} is in use (by another instance?); pass --api-addr to serve it elsewhere, or --no-api to say it is not wanted"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr} for the HTTP API")),
+    }
+}
+
 /// Scheduler log: stderr and a daily file in `.jobslot/`.
-fn init_tracing(ctx: &Ctx) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+pub fn init_tracing(ctx: &Ctx) -> Result<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::prelude::*;
     let dir = ctx.project.join(".jobslot");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -5,8 +5,7 @@ use crate::model::{Task, TaskStatus};
 use crate::store::{CancelOutcome, Store, TaskListParams};
 use anyhow::{Result, bail};
 use clap::Args;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::io::Write;
 use uuid::Uuid;
 
 /// Options of `jobslot tasks`.
@@ -30,6 +29,19 @@ pub struct TasksArgs {
     /// Only children of this task (id or unambiguous prefix).
     #[arg(long)]
     pub parent: Option<String>,
+    /// Only tasks run (or being run) by the instance of this name.
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Only tasks live at or after this time (not ended, or ended since):
+    /// RFC 3339, or a duration ago such as 2h.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only tasks created before this time: RFC 3339, or a duration ago.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The next page: only tasks listed after this id.
+    #[arg(long)]
+    pub before: Option<Uuid>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -81,6 +93,13 @@ pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
         Some(p) => Some(find(store.as_ref(), p).await?.id),
         None => None,
     };
+    let now = chrono::Utc::now();
+    let when = |flag: &str, v: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        v.as_deref()
+            .map(|s| crate::model::parse_time_or_ago(s, now))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
     let tasks = store
         .task_list(TaskListParams {
             status: a.status,
@@ -89,6 +108,10 @@ pub async fn list(ctx: &Ctx, a: TasksArgs) -> Result<i32> {
             schedule: a.schedule,
             needs_review: a.needs_review,
             parent,
+            instance: a.instance,
+            since: when("since", &a.since)?,
+            until: when("until", &a.until)?,
+            before: a.before,
             limit: a.limit,
         })
         .await?;
@@ -186,44 +209,17 @@ pub async fn show(ctx: &Ctx, a: IdArg) -> Result<i32> {
     Ok(0)
 }
 
-/// `jobslot retry`: runs a failed or canceled task again, as a new task of the
-/// same job with the same args, queue and priority (the old one keeps its
-/// record; ended tasks are never rewritten). Its review flag is not carried.
+/// `jobslot retry`: runs a failed or canceled task again, as a new task (see
+/// [`crate::client::Client::retry`]); prints the new id.
 pub async fn retry(ctx: &Ctx, a: IdArg) -> Result<i32> {
     let store = ctx.store().await?;
     let t = find(store.as_ref(), &a.id).await?;
-    if !matches!(t.status, TaskStatus::Failed | TaskStatus::Canceled) {
-        bail!(
-            "task {} is {}: only failed or canceled tasks can be retried",
-            t.id,
-            t.status
-        );
-    }
-    let now = chrono::Utc::now();
-    let mut metadata = match &t.metadata {
-        serde_json::Value::Object(m) => m.clone(),
-        _ => serde_json::Map::new(),
-    };
-    metadata.insert("retryOf".into(), serde_json::json!(t.id.to_string()));
-    // A child retried while its parent still waits counts as one of its
-    // children; once the parent has ended it is a task of its own.
-    let parent = match t.parent {
-        Some(p) => store
-            .task_get(p)
-            .await?
-            .filter(|p| !p.status.is_terminal())
-            .map(|p| p.id),
-        None => None,
-    };
-    let new = store
-        .task_insert(crate::store::NewTask {
-            schedule: None,
-            recurrence: None,
-            parent,
-            metadata: serde_json::Value::Object(metadata),
-            ..crate::store::NewTask::fresh_occurrence(&t, crate::store::AfterLink::None, now)
-        })
-        .await?;
+    let client = crate::client::Client::with_store(
+        store,
+        crate::schema::SchemaSet::default(),
+        ctx.project.clone(),
+    );
+    let new = client.retry(t.id).await?;
     if ctx.json {
         output::print_json(&new.to_json());
     } else {
@@ -275,86 +271,33 @@ pub async fn cancel(ctx: &Ctx, a: IdArg) -> Result<i32> {
 pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
     let store = ctx.store().await?;
     let first = find(store.as_ref(), &a.id).await?;
+    let reader = crate::logs::LogReader::new(ctx.log_dir(), ctx.storage().await);
     if let Some(n) = a.attempt.filter(|n| *n != first.attempt) {
-        return attempt_log(ctx, store.as_ref(), &first, n).await;
+        return attempt_log(&reader, store.as_ref(), &first, n).await;
     }
-    let default_path = ctx
-        .log_dir()
-        .join(crate::model::log_file_name(first.id, first.attempt));
-    let mut storage: Option<std::sync::Arc<crate::logs::Storage>> = None;
-    let mut offset = 0u64;
     let mut out = std::io::stdout();
-    let mut task = first;
-    loop {
-        let ended = !a.follow || task.status.is_terminal() || task.status == TaskStatus::Waiting;
-        let location = task.log.clone();
-        let chunk = match location.as_deref() {
-            Some(url) if crate::logs::parse_s3_url(url).is_some() => {
-                if storage.is_none() {
-                    storage = Some(ctx.storage().await);
-                }
-                match &storage {
-                    Some(s) => Some(s.read(url, offset).await?),
-                    None => None,
-                }
-            }
-            local => {
-                let path = local
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| default_path.clone());
-                match std::fs::File::open(&path) {
-                    Ok(mut f) => {
-                        f.seek(SeekFrom::Start(offset))?;
-                        let mut buf = Vec::new();
-                        f.read_to_end(&mut buf)?;
-                        Some(buf)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => bail!("cannot read {}: {e}", path.display()),
-                }
-            }
-        };
-        match chunk {
-            Some(buf) => {
-                offset += buf.len() as u64;
-                out.write_all(&buf)?;
-                out.flush()?;
-            }
-            None => {
-                // Not there: uploaded meanwhile, not started, or really gone.
-                let now = store.task_get(task.id).await?;
-                if now.as_ref().is_some_and(|n| n.log != task.log) {
-                    task = now.unwrap_or(task);
-                    continue;
-                }
-                if ended {
-                    if task.started_at.is_none() {
-                        eprintln!("task {} never started; it has no log", task.id);
-                        return Ok(0);
-                    }
-                    if offset == 0 {
-                        bail!(
-                            "the log of task {} is not at {}",
-                            task.id,
-                            location.unwrap_or_else(|| default_path.display().to_string())
-                        );
-                    }
-                }
-            }
-        }
-        if ended {
-            return Ok(0);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(t) = store.task_get(task.id).await? {
-            task = t;
-        }
+    let mut follower = reader.follow(store, first, a.follow);
+    let mut printed = false;
+    while let Some(buf) = follower.next().await? {
+        printed = true;
+        out.write_all(&buf)?;
+        out.flush()?;
     }
+    let task = follower.task();
+    if !printed && task.started_at.is_none() {
+        eprintln!("task {} never started; it has no log", task.id);
+    }
+    Ok(0)
 }
 
 /// Prints the log of an earlier attempt of `task`: the local file while it is
 /// there, else the stored object (the file goes once the object is recorded).
-async fn attempt_log(ctx: &Ctx, store: &dyn Store, task: &Task, n: u32) -> Result<i32> {
+async fn attempt_log(
+    reader: &crate::logs::LogReader,
+    store: &dyn Store,
+    task: &Task,
+    n: u32,
+) -> Result<i32> {
     let mut read_again = true;
     let bytes = loop {
         let attempts = store.task_attempts(task.id).await?;
@@ -368,16 +311,11 @@ async fn attempt_log(ctx: &Ctx, store: &dyn Store, task: &Task, n: u32) -> Resul
         let Some(location) = a.log else {
             bail!("attempt {n} of task {} has no log", task.id);
         };
-        if crate::logs::parse_s3_url(&location).is_some() {
-            break ctx.storage().await.read(&location, 0).await?;
-        }
-        match std::fs::read(&location) {
-            Ok(bytes) => break bytes,
+        match reader.read(task.id, n, Some(&location), 0).await? {
+            Some(bytes) => break bytes,
             // Uploaded meanwhile: read the record again, once.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && read_again => {
-                read_again = false;
-            }
-            Err(e) => bail!("cannot read {location}: {e}"),
+            None if read_again => read_again = false,
+            None => bail!("cannot read {location}: it is not there"),
         }
     };
     let mut out = std::io::stdout();

@@ -89,6 +89,29 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// A point in time written as RFC 3339 (`2026-01-01T02:00:00Z`) or as a
+/// duration meaning that long before `now` (`90m`, `2h`, `1d`): the form of
+/// history filters such as `--since`.
+pub fn parse_time_or_ago(
+    input: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let s = input.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let bad = || {
+        format!(
+            "{input:?} is neither an RFC 3339 time (2026-01-01T02:00:00Z) nor a duration ago (90m, 2h, 1d)"
+        )
+    };
+    let d = parse_duration(s).map_err(|_| bad())?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +161,20 @@ mod tests {
             let d = parse_duration(s).expect("valid");
             assert_eq!(format_duration(d), s);
         }
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .expect("now");
+        let at = |s| super::parse_time_or_ago(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(at("2h").as_deref(), Ok("2026-12-01T08:00:00+00:00"));
+        assert_eq!(
+            at("2026-11-30T23:00:00+01:00").as_deref(),
+            Ok("2026-11-30T22:00:00+00:00")
+        );
+        let e = at("yesterday").expect_err("not a time");
+        assert!(e.contains("\"yesterday\" is neither"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ pub mod status;
 pub mod task;
 
 pub use self::cron::{CronError, CronExpr};
-pub use duration::{DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration, parse_time_or_ago};
 pub use job::{Job, is_valid_name};
 pub use retry::RetryPolicy;
 pub use schedule::{CatchUp, Recurrence, Schedule};

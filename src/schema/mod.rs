@@ -27,7 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The validated schema: every job (from `jobs/` and `schema/`) and every schedule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SchemaSet {
     /// Every executable in `jobs/`, by job name, with its `[jobs.NAME]` settings
     /// or the defaults.

@@ -158,6 +158,14 @@ pub struct TaskListParams {
     pub needs_review: bool,
     /// Only children of this task.
     pub parent: Option<Uuid>,
+    /// Only tasks run (or being run) by the instance of this name.
+    pub instance: Option<String>,
+    /// Only tasks live at or after this time: not ended, or ended since.
+    pub since: Option<DateTime<Utc>>,
+    /// Only tasks created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only tasks listed after this one (ids below it): the next page.
+    pub before: Option<Uuid>,
     /// At most this many.
     pub limit: usize,
 }

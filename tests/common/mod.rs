@@ -203,8 +203,12 @@ impl Project {
                 defaults.extend([flag, value]);
             }
         }
-        let child = self
-            .cmd()
+        let mut cmd = self.cmd();
+        // Tests start many instances; only those given an address serve the API.
+        if !extra.contains(&"--api-addr") {
+            cmd.env("JOBSLOT_API_DISABLED", "true");
+        }
+        let child = cmd
             .args(["run", "--name", name, "--slots", &slots.to_string()])
             .args(defaults)
             .args(extra)

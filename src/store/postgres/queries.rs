@@ -76,17 +76,26 @@ pub async fn list<C: GenericClient>(c: &C, p: &TaskListParams) -> StoreResult<Ve
     let mut wheres: Vec<String> = Vec::new();
     let mut args: Vec<Param> = Vec::new();
     let status = p.status.map(|s| s.as_str());
-    let filters: [(&str, Option<Param>); 5] = [
-        ("status", status.as_ref().map(|s| s as Param)),
-        ("job", p.job.as_ref().map(|j| j as Param)),
-        ("queue", p.queue.as_ref().map(|q| q as Param)),
-        ("schedule", p.schedule.as_ref().map(|s| s as Param)),
-        ("parent", p.parent.as_ref().map(|s| s as Param)),
+    let since = p.since.map(super::rows::ms);
+    let until = p.until.map(super::rows::ms);
+    let filters: [(&str, Option<Param>); 9] = [
+        ("status = $", status.as_ref().map(|s| s as Param)),
+        ("job = $", p.job.as_ref().map(|j| j as Param)),
+        ("queue = $", p.queue.as_ref().map(|q| q as Param)),
+        ("schedule = $", p.schedule.as_ref().map(|s| s as Param)),
+        ("parent = $", p.parent.as_ref().map(|s| s as Param)),
+        ("instance_name = $", p.instance.as_ref().map(|s| s as Param)),
+        (
+            "coalesce(ended_at, 9223372036854775807) >= $",
+            since.as_ref().map(|t| t as Param),
+        ),
+        ("created_at < $", until.as_ref().map(|t| t as Param)),
+        ("id < $", p.before.as_ref().map(|id| id as Param)),
     ];
-    for (column, value) in filters {
+    for (condition, value) in filters {
         if let Some(value) = value {
             args.push(value);
-            wheres.push(format!("{column} = ${}", args.len()));
+            wheres.push(format!("{condition}{}", args.len()));
         }
     }
     if p.needs_review {

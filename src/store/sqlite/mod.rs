@@ -232,6 +232,25 @@ impl Store for SqliteStore {
                 wheres.push("parent = ?");
                 args.push(id);
             }
+            if let Some(i) = &p.instance {
+                wheres.push("instance_name = ?");
+                args.push(i);
+            }
+            let since = p.since.map(rows::ms);
+            if let Some(t) = &since {
+                wheres.push("(ended_at IS NULL OR ended_at >= ?)");
+                args.push(t);
+            }
+            let until = p.until.map(rows::ms);
+            if let Some(t) = &until {
+                wheres.push("created_at < ?");
+                args.push(t);
+            }
+            let before = p.before.map(|id| id.to_string());
+            if let Some(id) = &before {
+                wheres.push("id < ?");
+                args.push(id);
+            }
             let limit = p.limit as i64;
             args.push(&limit);
             let filter = if wheres.is_empty() {
