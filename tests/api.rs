@@ -3,54 +3,12 @@
 //! rule; the loopback rule.
 
 mod common;
+use common::http::*;
 use common::*;
+use jobslot::model::TaskStatus;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// A free local port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One HTTP/1.1 request; returns the status code and the JSON body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    token: Option<&str>,
-) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status: u16 = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let json = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
 
 /// Starts `jobslot serve` on `port` and waits until it answers.
 fn serve(p: &Project, port: u16) -> Child {
@@ -61,14 +19,7 @@ fn serve(p: &Project, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("serve");
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the API never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, Duration::from_secs(20));
     child
 }
 
@@ -144,5 +95,128 @@ fn the_api_refuses_a_public_address_without_a_token() {
     assert!(
         err.contains("refusing to serve the API on 0.0.0.0:7999 without a token"),
         "{err}"
+    );
+}
+
+on_both!(a_run_instance_serves_the_api_and_follows_a_running_tasks_log);
+async fn a_run_instance_serves_the_api_and_follows_a_running_tasks_log(backend: Backend) {
+    let p = Project::on(backend);
+    p.job(
+        "ticker",
+        "for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.3; done",
+    );
+    p.job("fail", "echo bad; exit 1");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let inst = p.start("both", 2, &["--api-addr", &addr]);
+    wait_listening(port, Duration::from_secs(20));
+    let store = p.store().await;
+    let (s, t) = http(
+        port,
+        "POST",
+        "/api/tasks",
+        Some(&json!({"job": "ticker"})),
+        None,
+    );
+    assert_eq!(s, 201, "{t}");
+    let id: uuid::Uuid = t["id"].as_str().and_then(|i| i.parse().ok()).expect("id");
+    wait_running(store.as_ref(), id, Duration::from_secs(20)).await;
+    // The log arrives while the task runs, then the end.
+    let mut events = Events::open(port, &format!("/api/tasks/{id}/log/stream"), None);
+    let mut text = String::new();
+    let mut seen_while_running = false;
+    let end = loop {
+        let (name, data) = events.next().expect("the stream ends with an end event");
+        match name.as_str() {
+            "log" => {
+                text.push_str(data["text"].as_str().expect("text"));
+                let now = store.task_get(id).await.expect("get").expect("task");
+                if now.status == TaskStatus::Running && text.contains("tick 1") {
+                    seen_while_running = true;
+                }
+            }
+            "end" => break data,
+            other => panic!("unexpected event {other}: {data}"),
+        }
+    };
+    assert!(seen_while_running, "the log came only after the end");
+    assert_eq!(text, "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n");
+    assert_eq!(end["status"], "completed", "{end}");
+    assert_eq!(end["exit_code"], 0, "{end}");
+    assert!(events.next().is_none(), "the stream closes after the end");
+    let (s, whole) = http_raw(port, "GET", &format!("/api/tasks/{id}/log"), None, None);
+    assert_eq!((s, whole.as_str()), (200, text.as_str()));
+    // A failed task retried through the API runs again as a new task.
+    let (_, f) = http(
+        port,
+        "POST",
+        "/api/tasks",
+        Some(&json!({"job": "fail"})),
+        None,
+    );
+    let failed: uuid::Uuid = f["id"].as_str().and_then(|i| i.parse().ok()).expect("id");
+    let t = wait_terminal(store.as_ref(), failed, Duration::from_secs(20)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    let (s, r) = http(
+        port,
+        "POST",
+        &format!("/api/tasks/{failed}/retry"),
+        None,
+        None,
+    );
+    assert_eq!(s, 201, "{r}");
+    let again: uuid::Uuid = r["id"].as_str().and_then(|i| i.parse().ok()).expect("id");
+    let t = wait_terminal(store.as_ref(), again, Duration::from_secs(20)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert_eq!(t.metadata["retryOf"], json!(failed.to_string()));
+    // History filters, in the CLI and the API.
+    let count = |v: &Value| v.as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(count(&p.cli_json(&["tasks", "--instance", "both"])), 3);
+    assert_eq!(count(&p.cli_json(&["tasks", "--instance", "nobody"])), 0);
+    assert_eq!(
+        count(&p.cli_json(&["tasks", "--instance", "both", "--status", "failed"])),
+        2
+    );
+    assert_eq!(count(&p.cli_json(&["tasks", "--since", "1h"])), 3);
+    assert_eq!(count(&p.cli_json(&["tasks", "--until", "1h"])), 0);
+    let (_, v) = http(port, "GET", "/api/tasks?instance=both&job=fail", None, None);
+    assert_eq!(count(&v), 2, "{v}");
+    let bad = p.cli(&["tasks", "--since", "last week"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--since: \"last week\" is neither"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(inst.stop().success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the API stops with the instance"
+    );
+}
+
+#[test]
+fn an_address_given_that_is_taken_stops_the_instance() {
+    let p = Project::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = p.cli(&["run", "--slots", "1", "--api-addr", &addr]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} for the HTTP API")),
+        "{err}"
+    );
+    let out = p
+        .cmd()
+        .args(["run", "--no-api"])
+        .env("JOBSLOT_SCHEDULER_DISABLED", "true")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("leave nothing to run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

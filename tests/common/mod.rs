@@ -1,5 +1,6 @@
 //! Test helpers: temporary projects, real `jobslot` processes, waits with deadlines.
 #![allow(dead_code)]
+pub mod http;
 pub mod s3;
 
 use jobslot::model::{Task, TaskStatus};
@@ -205,7 +206,7 @@ impl Project {
         }
         let mut cmd = self.cmd();
         // Tests start many instances; only those given an address serve the API.
-        if !extra.contains(&"--api-addr") {
+        if !extra.contains(&"--api-addr") && !extra.contains(&"--no-api") {
             cmd.env("JOBSLOT_API_DISABLED", "true");
         }
         let child = cmd

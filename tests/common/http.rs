@@ -1,0 +1,134 @@
+//! A minimal HTTP client for tests against a live `jobslot` API: raw
+//! HTTP/1.x over TCP, so what is tested is what goes over the wire.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_listening(port: u16, within: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < within,
+            "nothing listened on port {port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One request; returns the status code and the raw body.
+pub fn http_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    // HTTP/1.0: the body comes unchunked, until the server closes.
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status: u16 = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// One request; returns the status code and the JSON body (null if none).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let (status, body) = http_raw(port, method, path, body, token);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Server-sent events read as they arrive.
+pub struct Events {
+    reader: BufReader<TcpStream>,
+}
+
+impl Events {
+    /// Opens `path` as an event stream; panics unless the answer is 200.
+    pub fn open(port: u16, path: &str, token: Option<&str>) -> Events {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n{auth}\r\n"
+        );
+        s.write_all(req.as_bytes()).expect("send");
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("status line");
+        assert!(line.contains(" 200 "), "event stream answered {line}");
+        // Headers, up to the blank line.
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("header");
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        Events { reader }
+    }
+
+    /// The next event as (name, data parsed as JSON); keep-alive comments
+    /// are skipped. `None` when the server closed the stream.
+    pub fn next(&mut self) -> Option<(String, Value)> {
+        let (mut name, mut data) = (String::from("message"), String::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).expect("read event") == 0 {
+                return None;
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                if data.is_empty() {
+                    continue;
+                }
+                let v = serde_json::from_str(&data).expect("event data is JSON");
+                return Some((name, v));
+            }
+            if let Some(n) = l.strip_prefix("event:") {
+                name = n.trim().to_string();
+            } else if let Some(d) = l.strip_prefix("data:") {
+                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            }
+        }
+    }
+}
