@@ -239,10 +239,10 @@ impl Client {
             )));
         }
         if let Some(k) = &e.unique_key
-            && (k.trim().is_empty() || k.len() > 200)
+            && (k.trim().is_empty() || k.len() > 200 || k.contains('\0'))
         {
             return Err(ClientError::Invalid(
-                "a unique key must be 1 to 200 characters, not blank".to_string(),
+                "a unique key must be 1 to 200 characters, not blank, without NUL".to_string(),
             ));
         }
         let now = Utc::now();

@@ -202,7 +202,8 @@ pub async fn next_due_is_earliest_future_due_time(h: &dyn Harness) {
     assert_eq!(next(now + secs(10)).await, None, "nothing due later");
 }
 
-/// `task_list` filters by status, job, queue and schedule, newest first, up to `limit`.
+/// `task_list` filters by status, job, queue, schedule, instance, page and
+/// time range, newest first, up to `limit`.
 #[doc(hidden)]
 pub async fn task_list_filters_newest_first(h: &dyn Harness) {
     let store = h.open().await;
@@ -302,6 +303,59 @@ pub async fn task_list_filters_newest_first(h: &dyn Harness) {
             ..all(2)
         },
         &[5, 3],
+    )
+    .await;
+    // History filters: the instance that ran it, pages, a time range.
+    check(
+        TaskListParams {
+            instance: Some(w.name.clone()),
+            ..all(100)
+        },
+        &[2],
+    )
+    .await;
+    check(
+        TaskListParams {
+            before: Some(ids_[3]),
+            ..all(2)
+        },
+        &[2, 1],
+    )
+    .await;
+    check(
+        TaskListParams {
+            until: Some(now + millis(3)),
+            ..all(100)
+        },
+        &[2, 1, 0],
+    )
+    .await;
+    // Task 4 was canceled (ended) at `now`: not live a second later.
+    check(
+        TaskListParams {
+            since: Some(now + secs(1)),
+            ..all(100)
+        },
+        &[5, 3, 2, 1, 0],
+    )
+    .await;
+    check(
+        TaskListParams {
+            since: Some(now),
+            until: Some(now + millis(5)),
+            ..all(100)
+        },
+        &[4, 3, 2, 1, 0],
+    )
+    .await;
+    // A filter no stored value can hold (PostgreSQL text has no NUL)
+    // matches nothing rather than failing.
+    check(
+        TaskListParams {
+            queue: Some("q\0".to_string()),
+            ..all(100)
+        },
+        &[],
     )
     .await;
 }

@@ -72,6 +72,15 @@ pub async fn find_prefix<C: GenericClient>(
 
 /// Tasks matching filters, newest first.
 pub async fn list<C: GenericClient>(c: &C, p: &TaskListParams) -> StoreResult<Vec<Task>> {
+    // PostgreSQL text cannot hold NUL, so no stored value has one: a filter
+    // with one matches nothing (rather than failing the query).
+    let texts = [&p.job, &p.queue, &p.schedule, &p.instance];
+    if texts
+        .iter()
+        .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+    {
+        return Ok(Vec::new());
+    }
     // Only the filters given, so the planner can use (job, id) or (status, id).
     let mut wheres: Vec<String> = Vec::new();
     let mut args: Vec<Param> = Vec::new();
