@@ -19,7 +19,11 @@ fn human_secs(s: f64) -> String {
     } else if a < 3600.0 {
         format!("{}m{:02}s", (a / 60.0) as u64, (a % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (a / 3600.0) as u64, ((a % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (a / 3600.0) as u64,
+            ((a % 3600.0) / 60.0) as u64
+        )
     };
     format!("{sign}{text}")
 }
@@ -43,7 +47,12 @@ pub async fn run(ctx: &Ctx) -> Result<i32> {
         .map(|q| {
             let mut r = vec![
                 q.name.clone(),
-                if q.paused_at.is_some() { "paused" } else { "active" }.to_string(),
+                if q.paused_at.is_some() {
+                    "paused"
+                } else {
+                    "active"
+                }
+                .to_string(),
             ];
             r.extend(
                 TaskStatus::ALL
@@ -114,7 +123,14 @@ pub async fn run(ctx: &Ctx) -> Result<i32> {
         })
         .collect();
     output::print_table(
-        &["INSTANCE", "STATE", "SLOTS", "RUNNING", "QUEUES", "HEARTBEAT AGE"],
+        &[
+            "INSTANCE",
+            "STATE",
+            "SLOTS",
+            "RUNNING",
+            "QUEUES",
+            "HEARTBEAT AGE",
+        ],
         &rows,
     );
 

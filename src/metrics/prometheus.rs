@@ -212,7 +212,11 @@ fn jobs(e: &mut Exposition, s: &StatsSnapshot) {
 }
 
 fn instances(e: &mut Exposition, s: &StatsSnapshot) {
-    let ids: Vec<String> = s.instances.iter().map(|f| f.instance.id.to_string()).collect();
+    let ids: Vec<String> = s
+        .instances
+        .iter()
+        .map(|f| f.instance.id.to_string())
+        .collect();
     let labels = |i: usize| {
         [
             ("instance_id", ids[i].as_str()),

@@ -71,7 +71,13 @@ pub async fn rows<C: GenericClient>(c: &C) -> StoreResult<StatsRows> {
         });
     }
     out.instances = queries::instance_list(c).await?;
-    for r in query(c, "SELECT name, paused_at FROM queue_pauses ORDER BY name", &[]).await? {
+    for r in query(
+        c,
+        "SELECT name, paused_at FROM queue_pauses ORDER BY name",
+        &[],
+    )
+    .await?
+    {
         out.paused.push((r.try_get(0)?, from_ms(r.try_get(1)?)));
     }
     Ok(out)
