@@ -12,6 +12,10 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 use std::sync::Arc;
 
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;
+
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<Arc<ApiState>>) -> ApiResult<impl IntoResponse> {
     let s = state
