@@ -10,9 +10,11 @@
 //! composes everything.
 
 pub mod api;
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod runner;
 pub mod scheduler;

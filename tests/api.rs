@@ -7,21 +7,7 @@ use common::http::*;
 use common::*;
 use jobslot::model::TaskStatus;
 use serde_json::{Value, json};
-use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// Starts `jobslot serve` on `port` and waits until it answers.
-fn serve(p: &Project, port: u16) -> Child {
-    let child = p
-        .cmd()
-        .args(["serve", "--api-addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    wait_listening(port, Duration::from_secs(20));
-    child
-}
 
 on_both!(tasks_created_through_the_api_process_are_run_by_the_job_process);
 async fn tasks_created_through_the_api_process_are_run_by_the_job_process(backend: Backend) {
@@ -78,12 +64,7 @@ async fn tasks_created_through_the_api_process_are_run_by_the_job_process(backen
     let (s, list) = http(port, "GET", "/api/instances", None, Some("t0ken"));
     assert_eq!(s, 200);
     assert_eq!(list[0]["name"], "worker", "{list}");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(api.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let st = wait_child(&mut api, Duration::from_secs(10));
-    assert!(st.success(), "serve exits 0 on SIGTERM");
+    stop_api(&mut api);
 }
 
 #[test]

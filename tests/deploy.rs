@@ -126,11 +126,6 @@ async fn three_deployment_modes_share_one_database(backend: Backend) {
     for inst in [jobs_flag, jobs_env, both] {
         assert!(inst.stop().success());
     }
-    for child in [&mut serve, &mut env_only] {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        assert!(wait_child(child, Duration::from_secs(10)).success());
-    }
+    stop_api(&mut serve);
+    stop_api(&mut env_only);
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod logs;
+mod metrics;
 mod openapi;
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/queues/{queue}/pause", post(pause_queue))
         .route("/api/queues/{queue}/resume", post(resume_queue))
         .route("/api/instances", get(instances))
+        .route("/api/stats", get(metrics::stats))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -227,8 +230,10 @@ async fn show_task(
         return Err(ApiError::not_found(format!("no task {id}")));
     };
     let attempts = state.client.attempts(id).await?;
+    let warning = crate::capacity::task_warning(state.client.store().as_ref(), &task).await?;
     let mut v = task.to_json();
     v["attempts"] = Value::Array(attempts.iter().map(|a| a.to_json()).collect());
+    v["capacity_warning"] = json!(warning);
     Ok(Json(v))
 }
 

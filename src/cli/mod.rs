@@ -13,6 +13,7 @@ mod queues;
 mod run;
 mod schema_cmd;
 mod serve;
+mod stats;
 mod tasks;
 
 use anyhow::{Context, Result};
@@ -121,6 +122,9 @@ pub enum Command {
     Queues,
     /// Show every instance: alive, gone or stopped, slots in use, heartbeat.
     Instances,
+    /// Show queue depths, job outcomes and durations, instances and capacity
+    /// warnings (the figures of the API's /metrics).
+    Stats,
     /// Unstick work by hand: expire stuck tasks, clear stale locks.
     Admin {
         #[command(subcommand)]
@@ -218,6 +222,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Queues => queues::list(&ctx).await,
         Command::Instances => admin::instances(&ctx).await,
+        Command::Stats => stats::run(&ctx).await,
         Command::Admin { action } => admin::act(&ctx, action).await,
         Command::Queue { action } => queues::act(&ctx, action).await,
         Command::Prune(a) => prune_cmd::run(&ctx, a).await,

@@ -168,13 +168,18 @@ pub async fn show(ctx: &Ctx, a: IdArg) -> Result<i32> {
         let n = children.iter().filter(|c| c.status == s).count();
         by_status.insert(s.as_str().into(), n.into());
     }
+    let warning = crate::capacity::task_warning(store.as_ref(), &t).await?;
     if ctx.json {
         let mut v = t.to_json();
         v["attempts"] = serde_json::Value::Array(attempts.iter().map(|a| a.to_json()).collect());
         v["children"] = serde_json::Value::Object(by_status);
+        v["capacity_warning"] = serde_json::json!(warning);
         output::print_json(&v);
     } else {
         output::print_task(&t);
+        if let Some(w) = &warning {
+            println!("warning: {w}");
+        }
         if !children.is_empty() {
             let counts: Vec<String> = TaskStatus::ALL
                 .iter()

@@ -11,8 +11,10 @@ pub mod conformance;
 mod params;
 pub mod postgres;
 pub mod sqlite;
+mod stats;
 
 pub use params::*;
+pub use stats::*;
 
 use crate::model::{Task, TaskStatus};
 use async_trait::async_trait;
@@ -180,6 +182,9 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_resume(&self, name: &str) -> StoreResult<bool>;
     /// Every queue with live tasks or paused, by name.
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>>;
+    /// Every figure of `jobslot stats` and `/metrics` at `now`, read in one
+    /// snapshot with aggregate queries.
+    async fn stats_snapshot(&self, now: DateTime<Utc>) -> StoreResult<StatsSnapshot>;
 
     /// Applies schedules and job settings atomically and idempotently.
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport>;

@@ -1,9 +1,12 @@
 //! A minimal HTTP client for tests against a live `jobslot` API: raw
 //! HTTP/1.x over TCP, so what is tested is what goes over the wire.
 
+use super::{Project, wait_child};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free local port.
@@ -26,6 +29,54 @@ pub fn wait_listening(port: u16, within: Duration) {
     }
 }
 
+/// An answer: status code, headers (lower-case names) and body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// One request over HTTP/1.0 (the body comes unchunked, until the server
+/// closes).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("a full response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
 /// One request; returns the status code and the raw body.
 pub fn http_raw(
     port: u16,
@@ -34,31 +85,33 @@ pub fn http_raw(
     body: Option<&Value>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    // HTTP/1.0: the body comes unchunked, until the server closes.
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let a = request(port, method, path, body, token);
+    (a.status, a.body)
+}
+
+/// Starts `jobslot serve` (the API only) on `port`; waits until it listens.
+pub fn serve(p: &Project, port: u16) -> Child {
+    let child = p
+        .cmd()
+        .args(["serve", "--api-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_listening(port, Duration::from_secs(20));
+    child
+}
+
+/// Stops an API process with SIGTERM; it must exit 0.
+pub fn stop_api(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
     );
-    s.write_all(req.as_bytes()).expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status: u16 = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    assert!(
+        wait_child(child, Duration::from_secs(10)).success(),
+        "the API process exits 0 on SIGTERM"
+    );
 }
 
 /// One request; returns the status code and the JSON body (null if none).

@@ -28,6 +28,7 @@ mod instances;
 mod logs;
 mod recurrence;
 mod schedules;
+mod stats;
 mod support;
 mod tasks;
 mod workflows;
@@ -69,6 +70,7 @@ pub use schedules::{
     schedule_apply_creates_once_then_is_a_no_op, schedule_apply_moves_changed_pending_occurrence,
     schedule_apply_removes_schedule,
 };
+pub use stats::stats_snapshot_counts_what_the_database_holds;
 pub use support::{Worker, after_schedule, every_schedule, new_task, now_ms};
 pub use tasks::{
     migrate_is_idempotent, next_due_is_earliest_future_due_time,
@@ -155,6 +157,7 @@ macro_rules! with_cases {
             expire_requests_reach_the_instance_holding_the_task,
             attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
             attempt_log_uploaded_is_compare_and_set,
+            stats_snapshot_counts_what_the_database_holds,
         ];
     };
 }

@@ -25,6 +25,7 @@ mod queries;
 mod retry;
 mod rows;
 mod schedules;
+mod stats;
 mod store;
 #[cfg(test)]
 mod stress_tests;

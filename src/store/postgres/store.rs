@@ -4,7 +4,7 @@
 
 use super::listen::{notify, spawn_listener};
 use super::rows::{execute, instance_columns, ms};
-use super::{PostgresStore, migrations, queries, schedules, tasks};
+use super::{PostgresStore, migrations, queries, schedules, stats, tasks};
 use crate::model::{Task, TaskStatus};
 use crate::store::*;
 use async_trait::async_trait;
@@ -396,6 +396,13 @@ impl Store for PostgresStore {
     async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<Vec<QueueStats>> {
         self.read(body!(|c| queries::queue_stats(c, now).await))
             .await
+    }
+
+    async fn stats_snapshot(&self, now: DateTime<Utc>) -> StoreResult<StatsSnapshot> {
+        // REPEATABLE READ: every statement sees the same snapshot.
+        let level = tokio_postgres::IsolationLevel::RepeatableRead;
+        let rows = self.tx(level, body!(|tx| stats::rows(tx).await)).await?;
+        Ok(StatsSnapshot::build(now, rows))
     }
 
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {

@@ -10,6 +10,7 @@ mod conformance_tests;
 mod migrations;
 mod rows;
 mod schedules;
+mod stats;
 mod tasks;
 
 use super::*;
@@ -401,6 +402,19 @@ impl Store for SqliteStore {
             Ok(by_name.into_values().collect())
         })
         .await
+    }
+
+    async fn stats_snapshot(&self, now: DateTime<Utc>) -> StoreResult<StatsSnapshot> {
+        let rows = self
+            .call(|c| {
+                // One read transaction: one snapshot of the database.
+                let tx = c.transaction()?;
+                let rows = stats::rows(&tx)?;
+                tx.commit()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(StatsSnapshot::build(now, rows))
     }
 
     async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool> {
