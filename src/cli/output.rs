@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 
 /// Prints a JSON value.
 pub fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    // A reader that went away (`jobslot --json tasks | head`) is not an error
+    // worth a panic: the rest of the output is simply not wanted.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
 }
 
 /// A short local-free time for tables.
