@@ -25,6 +25,7 @@ mod metrics;
 mod openapi;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 /// What the handlers share.
 pub struct ApiState {
@@ -119,6 +120,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/instances", get(instances))
         .route("/api/stats", get(metrics::stats))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(ui::asset))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { ApiError::not_found("no such route") })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -131,7 +134,8 @@ async fn auth(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let open = matches!(request.uri().path(), "/api/health" | "/api/openapi.json");
+    let path = request.uri().path();
+    let open = matches!(path, "/api/health" | "/api/openapi.json") || ui::is_asset(path);
     if let (Some(token), false) = (&state.token, open) {
         let given = headers
             .get(header::AUTHORIZATION)
