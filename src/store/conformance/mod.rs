@@ -29,6 +29,7 @@ mod logs;
 mod recurrence;
 mod schedules;
 mod stats;
+mod timeline;
 mod support;
 mod tasks;
 mod workflows;
@@ -71,6 +72,7 @@ pub use schedules::{
     schedule_apply_removes_schedule,
 };
 pub use stats::stats_snapshot_counts_what_the_database_holds;
+pub use timeline::timeline_counts_ended_and_pending_per_minute;
 pub use support::{Worker, after_schedule, every_schedule, new_task, now_ms};
 pub use tasks::{
     migrate_is_idempotent, next_due_is_earliest_future_due_time,
@@ -158,6 +160,7 @@ macro_rules! with_cases {
             attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
             attempt_log_uploaded_is_compare_and_set,
             stats_snapshot_counts_what_the_database_holds,
+            timeline_counts_ended_and_pending_per_minute,
         ];
     };
 }
