@@ -29,9 +29,9 @@ mod logs;
 mod recurrence;
 mod schedules;
 mod stats;
-mod timeline;
 mod support;
 mod tasks;
+mod timeline;
 mod workflows;
 
 pub use after_links::{
@@ -72,13 +72,13 @@ pub use schedules::{
     schedule_apply_removes_schedule,
 };
 pub use stats::stats_snapshot_counts_what_the_database_holds;
-pub use timeline::timeline_counts_ended_and_pending_per_minute;
 pub use support::{Worker, after_schedule, every_schedule, new_task, now_ms};
 pub use tasks::{
     migrate_is_idempotent, next_due_is_earliest_future_due_time,
     task_find_prefix_matches_id_prefixes, task_get_unknown_is_none,
     task_insert_round_trips_every_field, task_list_filters_newest_first,
 };
+pub use timeline::timeline_counts_ended_and_pending_per_minute;
 pub use workflows::{
     ending_a_parent_failed_or_canceled_cancels_its_open_children,
     expire_requests_reach_the_instance_holding_the_task,

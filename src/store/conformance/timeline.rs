@@ -27,7 +27,13 @@ pub async fn timeline_counts_ended_and_pending_per_minute(h: &dyn Harness) {
     // Ended before the window: left out.
     let old = insert(s, new_task("old", p.from - secs(1200))).await;
     let running = claim_one(s, &w, p.from - secs(1140), old.id).await;
-    assert!(finish(s, end(&running, &w, TaskStatus::Completed, p.from - secs(1139))).await);
+    assert!(
+        finish(
+            s,
+            end(&running, &w, TaskStatus::Completed, p.from - secs(1139))
+        )
+        .await
+    );
     // Pending from before the window, started in bucket 1, completed in 2.
     let a = insert(s, new_task("a", p.from - secs(600))).await;
     let running = claim_one(s, &w, at(1) + secs(1), a.id).await;
@@ -55,7 +61,12 @@ pub async fn timeline_counts_ended_and_pending_per_minute(h: &dyn Harness) {
     assert_eq!(t.total.failed, vec![0, 0, 0, 1, 0], "failed");
     assert_eq!(t.total.canceled, vec![0, 0, 0, 0, 1], "canceled");
     assert_eq!(t.total.depth, vec![2, 2, 3, 2, 1], "depth");
-    assert_eq!(t.queues["b"].depth, vec![0, 1, 1, 1, 1], "queue b ({})", b.id);
+    assert_eq!(
+        t.queues["b"].depth,
+        vec![0, 1, 1, 1, 1],
+        "queue b ({})",
+        b.id
+    );
     assert_eq!(t.queues["default"].depth, vec![2, 1, 2, 1, 0]);
     assert_eq!(t.queues["default"].failed, vec![0, 0, 0, 1, 0]);
     assert_eq!(t.queues.len(), 2);
