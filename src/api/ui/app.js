@@ -375,6 +375,7 @@ function newPage(name) {
   if (page) page.stop();
   const ctrl = new AbortController();
   const timers = new Set();
+  const cleanups = [];
   page = {
     name,
     signal: ctrl.signal,
@@ -383,6 +384,10 @@ function newPage(name) {
       ctrl.abort();
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      for (const fn of cleanups.splice(0)) fn();
+    },
+    onStop(fn) {
+      cleanups.push(fn);
     },
     // Runs fn now and then every ms after each run ends, while on the page.
     every(ms, fn, enabled = () => true) {
@@ -443,7 +448,7 @@ function renderNotFound(p, view) {
 
 function renderOverview(p, view) {
   const warnings = h("div", { class: "warnings" });
-  const inst = table("instances", ["Instance", "Host", "State", "Slots", "Queues", "Heartbeat", "Started"]);
+  const inst = table("instances", ["Instance", "State", "Slots", "Host", "Queues", "Heartbeat", "Started"]);
   const queues = table("queues", ["Queue", "State", "Pending", "Due", "Running", "Waiting", "Failure rate (1 h)", ""]);
   const running = table("running", ["Task", "Job", "Queue", "Instance", "Started", "Running for"]);
   const failed = table("recent-failed", ["Task", "Job", "Queue", "Reason", "Ended"]);
@@ -455,9 +460,8 @@ function renderOverview(p, view) {
   view.append(
     h("h1", { text: "Overview" }),
     warnings,
-    h("div", { class: "cols" },
-      section("Instances", inst.wrap),
-      section("Queues", queues.wrap)),
+    section("Instances", inst.wrap),
+    section("Queues", queues.wrap),
     h("div", { class: "cols" },
       section("Completed and failed per minute · last hour", thr, thrNote,
         h("div", { class: "legend" },
@@ -471,6 +475,21 @@ function renderOverview(p, view) {
     const btn = ev.target.closest("button[data-action]");
     if (btn) queueAction(p, btn, refresh);
   });
+
+  // Charts are drawn at their real width: redraw when it changes.
+  let lastTimeline, drawnWidth = 0;
+  function drawCharts() {
+    drawnWidth = Math.round(thr.getBoundingClientRect().width);
+    drawThroughput(thr, thrNote, lastTimeline);
+    drawDepth(dep, depNote, lastTimeline);
+  }
+  if (window.ResizeObserver) {
+    const ro = new ResizeObserver(() => {
+      if (lastTimeline !== undefined && Math.abs(Math.round(thr.getBoundingClientRect().width) - drawnWidth) > 1) drawCharts();
+    });
+    ro.observe(thr);
+    p.onStop(() => ro.disconnect());
+  }
 
   let first = true;
   async function refresh() {
@@ -496,8 +515,8 @@ function renderOverview(p, view) {
     if (run.status === "fulfilled") drawRunning(running.tbody, run.value);
     if (fails.status === "fulfilled") drawFailed(failed.tbody, fails.value);
     if (tl !== undefined) {
-      drawThroughput(thr, thrNote, tl);
-      drawDepth(dep, depNote, tl);
+      lastTimeline = tl;
+      drawCharts();
     }
     if (first && !bad) {
       first = false;
@@ -536,9 +555,9 @@ function drawInstances(tbody, instances, stats) {
     const n = i.state === "alive" && st ? st.slots_used : 0;
     return h("tr", { dataset: { key: i.id, instance: i.id }, class: i.state === "alive" ? "" : "dim" },
       h("td", null, h("a", { href: `#/tasks${qs({ instance: i.name })}`, text: i.name })),
-      h("td", { class: "muted", text: `${i.host} · pid ${i.pid}` }),
       h("td", null, stateBadge(i.state)),
       h("td", null, slotBar(n, i.slots)),
+      h("td", { class: "muted", text: `${i.host} · pid ${i.pid}` }),
       h("td", { class: "muted", text: i.queues && i.queues.length ? i.queues.join(", ") : "all" }),
       h("td", null, timeEl(i.heartbeat_at)),
       h("td", null, timeEl(i.started_at)));
@@ -618,15 +637,22 @@ function drawFailed(tbody, tasks) {
 
 function reasonText(t) {
   const bits = [];
-  if (t.reason) bits.push(t.reason);
-  if (t.exit_code !== null && t.exit_code !== undefined) bits.push(`exit ${t.exit_code}`);
-  if (t.signal) bits.push(`signal ${t.signal}`);
+  const reason = t.reason || "";
+  if (reason) bits.push(reason);
+  if (t.exit_code !== null && t.exit_code !== undefined && !reason.includes(`exit ${t.exit_code}`)) bits.push(`exit ${t.exit_code}`);
+  if (t.signal && !reason.includes(String(t.signal))) bits.push(`signal ${t.signal}`);
   return bits.join(" · ") || "—";
 }
 
 /* ---------------------------------------------------------------- charts */
 
 const CH = { w: 640, h: 200, l: 36, r: 10, t: 10, b: 26 };
+
+// Draws in the chart's real pixel width so that labels keep their size.
+function chartWidth(svg) {
+  const w = Math.round(svg.getBoundingClientRect().width);
+  return w > 0 ? Math.max(280, w) : CH.w;
+}
 
 function niceMax(v) {
   if (v <= 4) return 4;
@@ -637,9 +663,10 @@ function niceMax(v) {
 
 // Axes, grid and minute labels shared by both charts; returns the scales.
 function chartFrame(svg, minutes, maxV) {
-  svg.setAttribute("viewBox", `0 0 ${CH.w} ${CH.h}`);
+  const W = chartWidth(svg);
+  svg.setAttribute("viewBox", `0 0 ${W} ${CH.h}`);
   svg.replaceChildren();
-  const iw = CH.w - CH.l - CH.r, ih = CH.h - CH.t - CH.b;
+  const iw = W - CH.l - CH.r, ih = CH.h - CH.t - CH.b;
   const top = niceMax(maxV);
   const y = (v) => CH.t + ih - (v / top) * ih;
   const n = Math.max(1, minutes.length);
@@ -649,24 +676,25 @@ function chartFrame(svg, minutes, maxV) {
   for (let k = 0; k <= 4; k++) {
     const v = (top / 4) * k;
     const yy = y(v);
-    g.append(s("line", { class: "grid-line", x1: CH.l, x2: CH.w - CH.r, y1: yy, y2: yy }));
+    g.append(s("line", { class: "grid-line", x1: CH.l, x2: W - CH.r, y1: yy, y2: yy }));
     g.append(s("text", { x: CH.l - 5, y: yy + 4, "text-anchor": "end", text: Number.isInteger(v) ? v : v.toFixed(1) }));
   }
-  const step = Math.max(1, Math.round(n / 6));
+  const step = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(iw / 70))));
   for (let i = 0; i < n; i += step) {
     const d = parseTime(minutes[i]);
     if (!d) continue;
     const label = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
     g.append(s("text", { x: x(i) + bw / 2, y: CH.h - 8, "text-anchor": "middle", text: label }));
   }
-  g.append(s("line", { class: "base-line", x1: CH.l, x2: CH.w - CH.r, y1: y(0), y2: y(0) }));
+  g.append(s("line", { class: "base-line", x1: CH.l, x2: W - CH.r, y1: y(0), y2: y(0) }));
   svg.append(g);
   return { x, y, bw, n };
 }
 
 function chartUnavailable(svg, note) {
-  svg.setAttribute("viewBox", `0 0 ${CH.w} ${CH.h}`);
-  svg.replaceChildren(s("text", { x: CH.w / 2, y: CH.h / 2, "text-anchor": "middle", class: "chart-empty", text: "not available" }));
+  const W = chartWidth(svg);
+  svg.setAttribute("viewBox", `0 0 ${W} ${CH.h}`);
+  svg.replaceChildren(s("text", { x: W / 2, y: CH.h / 2, "text-anchor": "middle", class: "chart-empty", text: "not available" }));
   note.textContent = "This server has no /api/timeline yet.";
 }
 
