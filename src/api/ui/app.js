@@ -336,7 +336,7 @@ function clearErrors() {
 
 function reportError(key, e) {
   if (e && e.name === "AbortError") return;
-  console.warn(e);
+  if (!(e instanceof ApiError)) console.error(e);
   setError(key, e && e.message ? e.message : String(e));
 }
 
@@ -1077,7 +1077,10 @@ function renderTask(p, view, id) {
       drawChildren(children.tbody, childrenCard, kids);
       if (logMode === null) {
         if (LIVE.has(t.status)) followLog();
-        else loadFullLog();
+        else if (t.log === null) {
+          logMode = "static";
+          placeholder("(no log: the task never ran)");
+        } else loadFullLog();
       }
       if (first) { first = false; p.ready(); }
     } catch (e) {
@@ -1161,7 +1164,9 @@ function drawAttempts(tbody, card, t) {
     h("td", null, timeEl(a.started_at)),
     h("td", null, timeEl(a.ended_at)),
     h("td", { class: "num", text: fmtDuration(taskDuration(a)) }),
-    h("td", null, h("button", { type: "button", class: "btn-small", dataset: { attempt: String(a.attempt) }, text: "Log" }))));
+    h("td", null, a.log === null
+      ? h("span", { class: "muted small", text: "no log" })
+      : h("button", { type: "button", class: "btn-small", dataset: { attempt: String(a.attempt) }, text: "Log" }))));
   syncRows(tbody, rows);
 }
 
