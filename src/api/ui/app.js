@@ -956,7 +956,8 @@ function renderTask(p, view, id) {
     jsonBox, attemptsCard, childrenCard);
   view.append(root);
 
-  let task = null, first = true, stickBottom = true, logMode = null;
+  // logMode: null (not started), "live" (following), "done", "static".
+  let task = null, first = true, stickBottom = true, logMode = null, fresh = false;
   logBox.addEventListener("scroll", () => {
     stickBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
   });
@@ -997,9 +998,11 @@ function renderTask(p, view, id) {
   function appendLog(text) {
     if (!text) return;
     const atBottom = stickBottom;
-    if (logBox.classList.contains("placeholder")) {
+    if (fresh || logBox.classList.contains("placeholder")) {
+      // A new stream starts from the log's beginning: replace what was shown.
       logBox.classList.remove("placeholder");
       logBox.textContent = "";
+      fresh = false;
     }
     logBox.append(text);
     logBox.normalize();
@@ -1014,7 +1017,10 @@ function renderTask(p, view, id) {
   async function followLog() {
     logMode = "live";
     logState.textContent = "following live…";
-    placeholder(task && task.status === "pending" ? "Waiting for the task to start…" : "");
+    if (!logBox.textContent || logBox.classList.contains("placeholder")) {
+      placeholder(task && task.status === "pending" ? "Waiting for the task to start…" : "");
+    }
+    fresh = true;
     let ended = false;
     try {
       await streamEvents(`/api/tasks/${encodeURIComponent(id)}/log/stream`, p.signal, (event, data) => {
@@ -1036,8 +1042,14 @@ function renderTask(p, view, id) {
     }
     if (!p.alive()) return;
     if (logBox.classList.contains("placeholder")) placeholder("(the log is empty)");
-    if (!ended) logState.textContent = "stream closed";
     logMode = "done";
+    if (!ended) {
+      // Cut off (server restarted, network): follow again while it is live.
+      logState.textContent = "stream closed; reconnecting…";
+      await new Promise((r) => setTimeout(r, 2000));
+      if (!p.alive()) return;
+      logMode = null;
+    }
     await load();
   }
 
