@@ -17,7 +17,8 @@
 use crate::model::{CatchUp, CronExpr, Job, Recurrence, Task, TaskStatus};
 use crate::schema::SchemaSet;
 use crate::store::{
-    AfterLink, Attempt, CancelOutcome, NewTask, QueueStats, Store, StoreError, TaskListParams,
+    AfterLink, Attempt, CancelOutcome, NewTask, QueueStats, ScheduleRow, Store, StoreError,
+    TaskListParams,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -171,6 +172,40 @@ impl Enqueue {
     pub fn unique_key(mut self, key: &str) -> Self {
         self.unique_key = Some(key.to_string());
         self
+    }
+}
+
+/// A schedule as operators follow it (`GET /api/schedules`).
+#[derive(Debug, Clone)]
+pub struct ScheduleStatus {
+    /// The schedule as applied.
+    pub row: ScheduleRow,
+    /// Its next occurrence, still pending.
+    pub next: Option<Task>,
+    /// Its most recent occurrence that ended.
+    pub last: Option<Task>,
+}
+
+impl ScheduleStatus {
+    /// The JSON the API answers with.
+    pub fn to_json(&self) -> Value {
+        let time = |t: Option<DateTime<Utc>>| t.map(crate::model::fmt_time);
+        serde_json::json!({
+            "name": self.row.name,
+            "job": self.row.job,
+            "recurrence": self.row.recurrence,
+            "args": self.row.args,
+            "last_completed_at": time(self.row.last_completed_at),
+            "next_run_at": time(self.next.as_ref().and_then(|t| t.start_at)),
+            "next_task": self.next.as_ref().map(|t| t.id.to_string()),
+            "last": self.last.as_ref().map(|t| serde_json::json!({
+                "id": t.id.to_string(),
+                "status": t.status.as_str(),
+                "reason": t.reason,
+                "exit_code": t.exit_code,
+                "ended_at": time(t.ended_at),
+            })),
+        })
     }
 }
 
@@ -389,6 +424,41 @@ impl Client {
                 ..NewTask::fresh_occurrence(&t, AfterLink::None, now)
             })
             .await?)
+    }
+
+    /// The project's jobs, by name.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// Every applied schedule with its next occurrence (the pending one) and
+    /// its last ended one.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleStatus>, ClientError> {
+        let mut out = Vec::new();
+        for row in self.store.schedule_list().await? {
+            let of_schedule = |status, limit| TaskListParams {
+                schedule: Some(row.name.clone()),
+                status,
+                limit,
+                ..TaskListParams::default()
+            };
+            let next = self
+                .store
+                .task_list(of_schedule(Some(TaskStatus::Pending), 1))
+                .await?
+                .into_iter()
+                .next();
+            // Newest first: the last ended occurrence is among the first few,
+            // behind at most a pending and a running one.
+            let last = self
+                .store
+                .task_list(of_schedule(None, 8))
+                .await?
+                .into_iter()
+                .find(|t| t.status.is_terminal());
+            out.push(ScheduleStatus { row, next, last });
+        }
+        Ok(out)
     }
 
     /// Every queue with live tasks or paused.

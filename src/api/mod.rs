@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod dashboard;
 mod logs;
 mod metrics;
 mod openapi;
@@ -118,6 +119,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/queues/{queue}/pause", post(pause_queue))
         .route("/api/queues/{queue}/resume", post(resume_queue))
         .route("/api/instances", get(instances))
+        .route("/api/jobs", get(dashboard::jobs))
+        .route("/api/timeline", get(dashboard::timeline))
+        .route("/api/schedules", get(dashboard::schedules))
         .route("/api/stats", get(metrics::stats))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(ui::asset))

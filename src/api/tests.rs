@@ -500,3 +500,142 @@ async fn every_documented_route_is_served() {
         }
     }
 }
+
+/// GET `uri` as raw bytes: status, headers and body text.
+async fn get_raw(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("req");
+    let res = app.clone().oneshot(req).await.expect("response");
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_page_is_served_without_the_token_and_the_data_is_not() {
+    let f = fixture(Some("s3cret")).await;
+    let (s, h, body) = get_raw(&f.app, "/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert!(body.contains("/ui/app.js"), "{body}");
+    let csp = h[header::CONTENT_SECURITY_POLICY].to_str().expect("csp");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    for (path, ct) in [
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let (s, h, body) = get_raw(&f.app, path).await;
+        assert_eq!(
+            (s, h[header::CONTENT_TYPE].to_str().ok()),
+            (StatusCode::OK, Some(ct)),
+            "{path}"
+        );
+        assert!(!body.is_empty(), "{path}");
+    }
+    // Only the four files: nothing else is read, with or without a token.
+    let open = fixture(None).await;
+    for path in ["/ui/../Cargo.toml", "/ui/missing.js", "/ui/", "/index.html"] {
+        let (s, _, body) = get_raw(&open.app, path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {body}");
+        let (s, _, body) = get_raw(&f.app, path).await;
+        assert!(
+            matches!(s, StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED),
+            "{path}: {s} {body}"
+        );
+    }
+    for route in ["/api/jobs", "/api/timeline", "/api/schedules"] {
+        let (s, _) = call(&f.app, "GET", route, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{route} needs the token");
+        let (s, v) = call(&f.app, "GET", route, None, Some("s3cret")).await;
+        assert_eq!(s, StatusCode::OK, "{route}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn jobs_timeline_and_schedules_describe_the_project() {
+    let f = fixture(None).await;
+    let (s, jobs) = call(&f.app, "GET", "/api/jobs", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(jobs[0]["name"], "hello", "{jobs}");
+    assert_eq!(
+        (&jobs[0]["runnable"], &jobs[0]["queue"]),
+        (&json!(true), &json!("default"))
+    );
+
+    // Two pending tasks now, one canceled: depth 2 at the last minute.
+    for _ in 0..3 {
+        let (s, _) = call(
+            &f.app,
+            "POST",
+            "/api/tasks",
+            Some(json!({"job": "hello"})),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (_, list) = call(&f.app, "GET", "/api/tasks", None, None).await;
+    let id = list[0]["id"].as_str().expect("id");
+    call(
+        &f.app,
+        "POST",
+        &format!("/api/tasks/{id}/cancel"),
+        None,
+        None,
+    )
+    .await;
+    let (s, t) = call(&f.app, "GET", "/api/timeline?minutes=5", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["minutes"].as_array().map(Vec::len), Some(5));
+    assert_eq!(t["depth"][4], 2, "{t}");
+    assert_eq!(t["canceled"][4], 1, "{t}");
+    assert_eq!(t["queues"][0]["queue"], "default");
+    assert_eq!(t["queues"][0]["canceled"], 1);
+    let (s, _) = call(&f.app, "GET", "/api/timeline", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    for bad in ["minutes=0", "minutes=1441", "minutes=x", "step=5"] {
+        let (s, v) = call(&f.app, "GET", &format!("/api/timeline?{bad}"), None, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    let (s, v) = call(&f.app, "GET", "/api/schedules", None, None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!([])));
+    std::fs::write(
+        f.dir.path().join("schema").join("s.toml"),
+        "[[schedules]]\nname = \"tick\"\njob = \"hello\"\nevery = \"1h\"\n",
+    )
+    .expect("schema");
+    let schema = crate::schema::load(f.dir.path()).expect("schema loads");
+    let store = f.state.client.store();
+    crate::scheduler::apply_schema(store.as_ref(), &schema.jobs, &schema.schedules)
+        .await
+        .expect("apply");
+    let (s, v) = call(&f.app, "GET", "/api/schedules", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let tick = &v[0];
+    assert_eq!(
+        (&tick["name"], &tick["job"]),
+        (&json!("tick"), &json!("hello"))
+    );
+    assert!(tick["next_run_at"].is_string(), "{tick}");
+    let (_, next) = call(
+        &f.app,
+        "GET",
+        &format!("/api/tasks/{}", tick["next_task"].as_str().expect("next")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(next["schedule"], "tick");
+    assert_eq!(
+        (&tick["last"], &tick["last_completed_at"]),
+        (&Value::Null, &Value::Null)
+    );
+}

@@ -12,9 +12,11 @@ mod params;
 pub mod postgres;
 pub mod sqlite;
 mod stats;
+mod timeline;
 
 pub use params::*;
 pub use stats::*;
+pub use timeline::*;
 
 use crate::model::{Task, TaskStatus};
 use async_trait::async_trait;
@@ -185,6 +187,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every figure of `jobslot stats` and `/metrics` at `now`, read in one
     /// snapshot with aggregate queries.
     async fn stats_snapshot(&self, now: DateTime<Utc>) -> StoreResult<StatsSnapshot>;
+
+    /// Tasks ended and pending minute by minute over a recent window, from
+    /// two grouped scans of `tasks`.
+    async fn task_timeline(&self, p: TimelineParams) -> StoreResult<Timeline>;
 
     /// Applies schedules and job settings atomically and idempotently.
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport>;

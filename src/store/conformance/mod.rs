@@ -31,6 +31,7 @@ mod schedules;
 mod stats;
 mod support;
 mod tasks;
+mod timeline;
 mod workflows;
 
 pub use after_links::{
@@ -77,6 +78,7 @@ pub use tasks::{
     task_find_prefix_matches_id_prefixes, task_get_unknown_is_none,
     task_insert_round_trips_every_field, task_list_filters_newest_first,
 };
+pub use timeline::timeline_counts_ended_and_pending_per_minute;
 pub use workflows::{
     ending_a_parent_failed_or_canceled_cancels_its_open_children,
     expire_requests_reach_the_instance_holding_the_task,
@@ -158,6 +160,7 @@ macro_rules! with_cases {
             attempt_logs_local_lists_retried_attempts_with_local_logs_on_a_host,
             attempt_log_uploaded_is_compare_and_set,
             stats_snapshot_counts_what_the_database_holds,
+            timeline_counts_ended_and_pending_per_minute,
         ];
     };
 }

@@ -82,3 +82,63 @@ pub async fn rows<C: GenericClient>(c: &C) -> StoreResult<StatsRows> {
     }
     Ok(out)
 }
+
+/// The grouped scans of [`Store::task_timeline`](crate::store::Store::task_timeline);
+/// call it inside one transaction.
+pub async fn timeline_rows<C: GenericClient>(
+    c: &C,
+    p: &crate::store::TimelineParams,
+) -> StoreResult<crate::store::TimelineRows> {
+    use crate::store::{EndedGroup, PendingSpan};
+    let (from, now, step) = (
+        p.from.timestamp_millis(),
+        p.now.timestamp_millis(),
+        p.step_ms,
+    );
+    let mut out = crate::store::TimelineRows::default();
+    let ended = query(
+        c,
+        "SELECT queue, status, (ended_at - $1) / $3 AS b, COUNT(*) FROM tasks
+         WHERE status IN ('completed', 'failed', 'canceled')
+           AND ended_at >= $1 AND ended_at <= $2
+         GROUP BY queue, status, b",
+        &[&from, &now, &step],
+    )
+    .await?;
+    for r in ended {
+        let status: String = r.try_get(1)?;
+        let Ok(status) = status.parse::<TaskStatus>() else {
+            continue;
+        };
+        out.ended.push(EndedGroup {
+            queue: r.try_get(0)?,
+            status,
+            bucket: r.try_get(2)?,
+            count: count(r.try_get(3)?),
+        });
+    }
+    // Enter: max(created, due); leave: the earlier of start and end
+    // (GREATEST and LEAST skip NULLs).
+    let pending = query(
+        c,
+        "SELECT queue,
+            CASE WHEN enter < $1 THEN -1 ELSE (enter - $1) / $3 END AS eb,
+            (leave - $1) / $3 AS lb, COUNT(*)
+         FROM (SELECT queue, GREATEST(created_at, due_at) AS enter,
+                 LEAST(started_at, ended_at) AS leave
+               FROM tasks) t
+         WHERE enter <= $2 AND (leave IS NULL OR leave > $1)
+         GROUP BY queue, eb, lb",
+        &[&from, &now, &step],
+    )
+    .await?;
+    for r in pending {
+        out.pending.push(PendingSpan {
+            queue: r.try_get(0)?,
+            entered: r.try_get(1)?,
+            left: r.try_get(2)?,
+            count: count(r.try_get(3)?),
+        });
+    }
+    Ok(out)
+}

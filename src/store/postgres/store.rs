@@ -405,6 +405,14 @@ impl Store for PostgresStore {
         Ok(StatsSnapshot::build(now, rows))
     }
 
+    async fn task_timeline(&self, p: TimelineParams) -> StoreResult<Timeline> {
+        let level = tokio_postgres::IsolationLevel::RepeatableRead;
+        let rows = self
+            .tx(level, body!(|tx, p| stats::timeline_rows(tx, &p).await))
+            .await?;
+        Ok(Timeline::build(p, rows))
+    }
+
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
         let (p, channel) = (Arc::new(p), self.channel.clone());
         let schema: Arc<str> = self.schema.as_str().into();

@@ -417,6 +417,18 @@ impl Store for SqliteStore {
         Ok(StatsSnapshot::build(now, rows))
     }
 
+    async fn task_timeline(&self, p: TimelineParams) -> StoreResult<Timeline> {
+        let rows = self
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let rows = stats::timeline_rows(&tx, &p)?;
+                tx.commit()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(Timeline::build(p, rows))
+    }
+
     async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool> {
         self.write(move |c| {
             let n = c.execute(

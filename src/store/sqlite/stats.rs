@@ -90,3 +90,58 @@ pub fn rows(c: &Connection) -> StoreResult<StatsRows> {
     }
     Ok(out)
 }
+
+/// The grouped scans of [`Store::task_timeline`](crate::store::Store::task_timeline);
+/// call it inside one transaction.
+pub fn timeline_rows(
+    c: &Connection,
+    p: &crate::store::TimelineParams,
+) -> StoreResult<crate::store::TimelineRows> {
+    use crate::store::{EndedGroup, PendingSpan};
+    let (from, now, step) = (
+        p.from.timestamp_millis(),
+        p.now.timestamp_millis(),
+        p.step_ms,
+    );
+    let mut out = crate::store::TimelineRows::default();
+    let mut stmt = c.prepare_cached(
+        "SELECT queue, status, (ended_at - ?1) / ?3 AS b, COUNT(*) FROM tasks
+         WHERE status IN ('completed', 'failed', 'canceled')
+           AND ended_at >= ?1 AND ended_at <= ?2
+         GROUP BY queue, status, b",
+    )?;
+    let mut rows = stmt.query(params![from, now, step])?;
+    while let Some(r) = rows.next()? {
+        let status: String = r.get(1)?;
+        let Ok(status) = status.parse::<TaskStatus>() else {
+            continue;
+        };
+        out.ended.push(EndedGroup {
+            queue: r.get(0)?,
+            status,
+            bucket: r.get(2)?,
+            count: count(r.get(3)?),
+        });
+    }
+    // Enter: max(created, due); leave: the earlier of start and end.
+    let mut stmt = c.prepare_cached(
+        "SELECT queue,
+            CASE WHEN enter < ?1 THEN -1 ELSE (enter - ?1) / ?3 END AS eb,
+            (leave - ?1) / ?3 AS lb, COUNT(*)
+         FROM (SELECT queue, MAX(created_at, COALESCE(due_at, created_at)) AS enter,
+                 MIN(COALESCE(started_at, ended_at), COALESCE(ended_at, started_at)) AS leave
+               FROM tasks)
+         WHERE enter <= ?2 AND (leave IS NULL OR leave > ?1)
+         GROUP BY queue, eb, lb",
+    )?;
+    let mut rows = stmt.query(params![from, now, step])?;
+    while let Some(r) = rows.next()? {
+        out.pending.push(PendingSpan {
+            queue: r.get(0)?,
+            entered: r.get(1)?,
+            left: r.get(2)?,
+            count: count(r.get(3)?),
+        });
+    }
+    Ok(out)
+}
