@@ -1099,12 +1099,14 @@ function renderTask(p, view, id) {
       if (e.name === "AbortError") return;
       reportError("refresh", e);
       if (first && e.status === 404) {
+        gone = true;
         head.replaceChildren(h("h1", { text: "No such task" }));
       }
     }
   }
 
-  p.every(2000, load, () => !task || LIVE.has(task.status));
+  let gone = false;
+  p.every(2000, load, () => !gone && (!task || LIVE.has(task.status)));
 }
 
 function drawTaskHead(head, actions, t) {
