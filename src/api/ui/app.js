@@ -453,7 +453,7 @@ function renderOverview(p, view) {
   const running = table("running", ["Task", "Job", "Queue", "Instance", "Started", "Running for"]);
   const failed = table("recent-failed", ["Task", "Job", "Queue", "Reason", "Ended"]);
   const thr = s("svg", { id: "chart-throughput", class: "chart", role: "img", "aria-label": "Completed and failed tasks per minute, last hour" });
-  const dep = s("svg", { id: "chart-depth", class: "chart", role: "img", "aria-label": "Pending tasks, last hour" });
+  const dep = s("svg", { id: "chart-depth", class: "chart", role: "img", "aria-label": "Tasks due and waiting to start, last hour" });
   const thrNote = h("p", { class: "muted chart-note" });
   const depNote = h("p", { class: "muted chart-note" });
 
@@ -467,7 +467,7 @@ function renderOverview(p, view) {
         h("div", { class: "legend" },
           h("span", { class: "key key-completed" }), "completed",
           h("span", { class: "key key-failed" }), "failed")),
-      section("Queue depth (pending) · last hour", dep, depNote)),
+      section("Queue depth (due, not started) · last hour", dep, depNote)),
     section("Running now", running.wrap),
     section("Recent failures", failed.wrap));
 
@@ -730,9 +730,9 @@ function drawDepth(svg, note, tl) {
     svg.append(s("path", { class: "depth-area", d: area }));
     svg.append(s("path", { class: "depth-line", d: line }));
     const [lx, ly] = pts[pts.length - 1];
-    svg.append(s("circle", { class: "depth-dot", cx: lx, cy: ly, r: 3 }, s("title", { text: `now: ${d[d.length - 1]} pending` })));
+    svg.append(s("circle", { class: "depth-dot", cx: lx, cy: ly, r: 3 }, s("title", { text: `now: ${d[d.length - 1]} waiting` })));
   }
-  note.textContent = `${d.length ? d[d.length - 1] : 0} pending now, at most ${maxV} in the last hour`;
+  note.textContent = `${d.length ? d[d.length - 1] : 0} due and waiting now, at most ${maxV} in the last hour`;
 }
 
 /* ----------------------------------------------------------------- tasks */
