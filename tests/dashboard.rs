@@ -93,7 +93,7 @@ async fn open_browser(driver: &Driver, chromium: &PathBuf, profile: &std::path::
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                "--disable-dev-shm-usage", "--window-size=1400,1300",
                 format!("--user-data-dir={}", profile.display()),
             ],
         },
@@ -130,11 +130,10 @@ async fn count(c: &Client, css: &str) -> usize {
 }
 
 async fn click(c: &Client, css: &str) {
-    let e = wait_for(css, WAIT, || async {
-        c.find(Locator::Css(css)).await.ok()
-    })
-    .await;
-    e.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let e = wait_for(css, WAIT, || async { c.find(Locator::Css(css)).await.ok() }).await;
+    e.click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 async fn ready(c: &Client, page: &str) {
@@ -156,18 +155,30 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 /// Severe entries of the browser console (JavaScript errors, CSP refusals,
-/// failed loads), through ChromeDriver's log endpoint.
+/// failed loads) since the last call, through ChromeDriver's log endpoint.
 async fn console_errors(c: &Client, driver: &Driver) -> Vec<String> {
     let Ok(Some(session)) = c.session_id().await else {
         return vec!["no session id".into()];
     };
-    let (status, body) = http_raw(
-        driver.port,
-        "POST",
-        &format!("/session/{session}/se/log"),
-        Some(&json!({"type": "browser"})),
-        None,
-    );
+    use http_body_util::BodyExt;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<String>();
+    let req = hyper::Request::post(format!(
+        "http://127.0.0.1:{}/session/{session}/se/log",
+        driver.port
+    ))
+    .header("content-type", "application/json")
+    .body(json!({"type": "browser"}).to_string())
+    .expect("log request");
+    let res = http.request(req).await.expect("browser log");
+    let status = res.status();
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .expect("log body")
+        .to_bytes();
+    let body = String::from_utf8_lossy(&bytes);
     assert_eq!(status, 200, "browser log: {body}");
     let v: Value = serde_json::from_str(&body).expect("log json");
     v["value"]
@@ -203,7 +214,10 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     // History for the charts: completed and failed tasks.
     let mut done = vec![];
     for i in 0..4 {
-        done.push(enqueue(&p, &["quick", "--args", &format!("{{\"n\": {i}}}")]));
+        done.push(enqueue(
+            &p,
+            &["quick", "--args", &format!("{{\"n\": {i}}}")],
+        ));
     }
     for _ in 0..2 {
         done.push(enqueue(&p, &["broken"]));
@@ -211,10 +225,12 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     for id in &done {
         wait_terminal(store.as_ref(), *id, WAIT).await;
     }
-    // A queue with a waiting task, paused from the command line.
-    enqueue(&p, &["quick", "--queue", "held"]);
+    // A queue paused from the command line, with a backlog.
     let out = p.cli(&["queue", "pause", "held"]);
     assert!(out.status.success(), "{out:?}");
+    for _ in 0..3 {
+        enqueue(&p, &["quick", "--queue", "held"]);
+    }
     // The running task.
     let ticker = enqueue(&p, &["ticker"]);
     let running = wait_running(store.as_ref(), ticker, WAIT).await;
@@ -233,8 +249,14 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     })
     .await;
     token.send_keys(TOKEN).await.expect("type the token");
-    click(&c, "#token-save").await;
+    click(&c, "#token-form [type=\"submit\"]").await;
     ready(&c, "overview").await;
+    // Before the token, the API refused the page: those refusals only.
+    let refused = console_errors(&c, &driver).await;
+    assert!(
+        refused.iter().all(|m| m.contains("401 (Unauthorized)")),
+        "{refused:#?}"
+    );
 
     // Overview: the running task, its instance, slots, queues, charts.
     let row = format!("table#running tr[data-task=\"{ticker}\"]");
@@ -242,9 +264,15 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     assert!(text.contains("page-node"), "running row: {text}");
     let inst = format!("table#instances tr[data-instance=\"{instance_id}\"]");
     let text = wait_text(&c, &inst, "the instance", |t| t.contains("1/2")).await;
-    assert!(text.contains("page-node") && text.contains("alive"), "{text}");
+    assert!(
+        text.contains("page-node") && text.contains("alive"),
+        "{text}"
+    );
     let held = "table#queues tr[data-queue=\"held\"] [data-field=\"state\"]";
     wait_text(&c, held, "queue held paused", |t| t == "paused").await;
+    let backlog = "table#queues tr[data-queue=\"held\"]";
+    let text = text_of(&c, backlog).await.unwrap_or_default();
+    assert!(text.contains('3'), "held shows its 3 pending tasks: {text}");
     wait_for("bars for 4 completed and 2 failed", WAIT, || async {
         let ok = count(&c, "svg#chart-throughput .bar-completed").await >= 1
             && count(&c, "svg#chart-throughput .bar-failed").await >= 1
@@ -277,7 +305,10 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
         "table#queues tr[data-queue=\"default\"] button[data-action=\"resume\"]",
     )
     .await;
-    wait_text(&c, default_state, "queue default active again", |t| t == "active").await;
+    wait_text(&c, default_state, "queue default active again", |t| {
+        t == "active"
+    })
+    .await;
     let queues = p.cli_json(&["queues"]);
     assert_ne!(state(&queues, "default"), Some(json!("paused")), "{queues}");
 
@@ -286,7 +317,7 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     ready(&c, "overview").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     screenshot(&c, "overview-phone.png").await;
-    c.set_window_size(1400, 1000).await.expect("resize");
+    c.set_window_size(1400, 1300).await.expect("resize");
 
     // The running task's page follows its log.
     c.goto(&format!("{base}/#/tasks/{ticker}"))
@@ -331,7 +362,9 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     wait_text(&c, status, "the retry canceled", |t| t == "canceled").await;
 
     // Enqueue from the tasks page, with args.
-    c.goto(&format!("{base}/#/tasks")).await.expect("tasks page");
+    c.goto(&format!("{base}/#/tasks"))
+        .await
+        .expect("tasks page");
     ready(&c, "tasks").await;
     let form = c.find(Locator::Css("form#enqueue")).await.expect("form");
     let job = form
