@@ -225,13 +225,54 @@ async function errorFrom(res) {
       if (text.trim()) message = `${message}: ${text.trim().slice(0, 300)}`;
     }
   } catch (_) { /* the body could not be read: keep the status line */ }
-  if (res.status === 401) needToken();
+  if (res.status === 401) {
+    auth.blocked = true;
+    auth.ok = false;
+    needToken();
+  }
   return new ApiError(message, res.status, code);
+}
+
+/* Until one request has passed the token check, requests go one at a time,
+   and after a 401 none goes until a token is saved: a page without its token
+   makes one refused request, not one per table per refresh. */
+const auth = { ok: false, blocked: false, gate: null };
+
+function tokenRequired() {
+  return new ApiError("This API needs a token: enter it in the Token field above and Save.", 401, "unauthorized");
+}
+
+async function authGate() {
+  while (!auth.ok && auth.gate) await auth.gate.catch(() => {});
+  if (auth.blocked) throw tokenRequired();
 }
 
 // api("/api/tasks", {method, body, signal}) → parsed JSON (or text for
 // text/plain); throws an ApiError with the API's message otherwise.
 async function api(path, opts = {}) {
+  // Checked and claimed without an await in between, so that only one
+  // request at a time can be the first.
+  for (;;) {
+    if (auth.blocked) throw tokenRequired();
+    if (auth.ok) return apiRequest(path, opts);
+    if (!auth.gate) break;
+    await auth.gate.catch(() => {});
+  }
+  const first = apiRequest(path, opts);
+  auth.gate = first;
+  try {
+    const v = await first;
+    auth.ok = true;
+    return v;
+  } catch (e) {
+    if (e.status && e.status !== 401) auth.ok = true;
+    throw e;
+  } finally {
+    if (auth.gate === first) auth.gate = null;
+  }
+}
+
+async function apiRequest(path, opts = {}) {
   const init = { method: opts.method || "GET", headers: authHeaders({ Accept: "application/json" }), cache: "no-store" };
   if (opts.signal) init.signal = opts.signal;
   if (opts.body !== undefined) {
@@ -271,6 +312,7 @@ function qs(params) {
 /* Reads server-sent events from a fetch() body (EventSource cannot send the
    token): calls onEvent(name, data) for each event; resolves at the end. */
 async function streamEvents(path, signal, onEvent) {
+  await authGate();
   const res = await fetch(path, { headers: authHeaders({ Accept: "text/event-stream" }), signal, cache: "no-store" });
   if (!res.ok) throw await errorFrom(res);
   const reader = res.body.getReader();
@@ -361,6 +403,7 @@ function setupToken() {
     if (v) localStorage.setItem(TOKEN_KEY, v);
     else localStorage.removeItem(TOKEN_KEY);
     form.hidden = true;
+    Object.assign(auth, { ok: false, blocked: false });
     clearErrors();
     route();
   });
