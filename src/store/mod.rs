@@ -13,10 +13,12 @@ pub mod postgres;
 pub mod sqlite;
 mod stats;
 mod timeline;
+mod workers;
 
 pub use params::*;
 pub use stats::*;
 pub use timeline::*;
+pub use workers::*;
 
 use crate::model::{Task, TaskStatus};
 use async_trait::async_trait;
@@ -198,6 +200,34 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRow>>;
     /// One applied schedule.
     async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRow>>;
+
+    /// Stores the schema's workers (adding, changing and deleting rows, in
+    /// one transaction): a worker whose configuration changed gets a new
+    /// generation; a stopped worker stays stopped.
+    async fn worker_apply(
+        &self,
+        specs: Vec<WorkerSpec>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WorkerApplyReport>;
+    /// Every worker, by name.
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
+    /// One worker.
+    async fn worker_get(&self, name: &str) -> StoreResult<Option<WorkerRow>>;
+    /// Stops, starts or restarts a worker; `None` if there is no such worker.
+    async fn worker_control(
+        &self,
+        name: &str,
+        control: WorkerControl,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<WorkerRow>>;
+    /// Live (pending, running or waiting) replicas of one worker, or of
+    /// every worker, by unique key.
+    async fn worker_replicas(&self, name: Option<String>) -> StoreResult<Vec<Task>>;
+    /// One step of a rolling restart: asks the instance running replica
+    /// `task` to stop it, only if every one of the worker's `replicas`
+    /// replicas is running and none is already being stopped (so at least
+    /// `replicas - 1` keep running). False when that does not hold.
+    async fn worker_roll(&self, name: &str, task: Uuid, replicas: u32) -> StoreResult<bool>;
 
     /// Starts watching for commits by other processes; each one (coalesced)
     /// calls `notify.notify_one()`. The scheduler still polls as a fallback.

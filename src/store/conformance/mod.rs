@@ -32,6 +32,7 @@ mod stats;
 mod support;
 mod tasks;
 mod timeline;
+mod workers;
 mod workflows;
 
 pub use after_links::{
@@ -79,6 +80,7 @@ pub use tasks::{
     task_insert_round_trips_every_field, task_list_filters_newest_first,
 };
 pub use timeline::timeline_counts_ended_and_pending_per_minute;
+pub use workers::{worker_apply_tracks_generations_and_state, worker_replicas_and_rolling_step};
 pub use workflows::{
     ending_a_parent_failed_or_canceled_cancels_its_open_children,
     expire_requests_reach_the_instance_holding_the_task,
@@ -161,6 +163,8 @@ macro_rules! with_cases {
             attempt_log_uploaded_is_compare_and_set,
             stats_snapshot_counts_what_the_database_holds,
             timeline_counts_ended_and_pending_per_minute,
+            worker_apply_tracks_generations_and_state,
+            worker_replicas_and_rolling_step,
         ];
     };
 }

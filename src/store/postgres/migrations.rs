@@ -196,6 +196,24 @@ ALTER TABLE tasks ADD COLUMN expire_requested BOOLEAN NOT NULL DEFAULT false;
 "
             .to_string(),
         ),
+        (
+            7,
+            "
+-- Workers: the schema's [[workers]] entries, with a generation that grows
+-- with every configuration change or restart, and whether each is stopped.
+-- Their replicas are tasks holding the unique key worker:NAME:INDEX.
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    replicas BIGINT NOT NULL,
+    generation BIGINT NOT NULL DEFAULT 1,
+    state TEXT NOT NULL DEFAULT 'active',
+    state_reason TEXT,
+    updated_at BIGINT NOT NULL
+);
+"
+            .to_string(),
+        ),
     ]
 }
 

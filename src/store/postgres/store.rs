@@ -413,6 +413,39 @@ impl Store for PostgresStore {
         Ok(Timeline::build(p, rows))
     }
 
+    async fn worker_apply(
+        &self,
+        _specs: Vec<WorkerSpec>,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<WorkerApplyReport> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
+    async fn worker_get(&self, _name: &str) -> StoreResult<Option<WorkerRow>> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
+    async fn worker_control(
+        &self,
+        _name: &str,
+        _control: WorkerControl,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<Option<WorkerRow>> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
+    async fn worker_replicas(&self, _name: Option<String>) -> StoreResult<Vec<Task>> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
+    async fn worker_roll(&self, _name: &str, _task: Uuid, _replicas: u32) -> StoreResult<bool> {
+        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    }
+
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
         let (p, channel) = (Arc::new(p), self.channel.clone());
         let schema: Arc<str> = self.schema.as_str().into();

@@ -12,6 +12,7 @@ mod rows;
 mod schedules;
 mod stats;
 mod tasks;
+mod workers;
 
 use super::*;
 use rows::{INSTANCE_COLUMNS, TASK_COLUMNS, from_ms, instance_from_row, ms};
@@ -427,6 +428,45 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok(Timeline::build(p, rows))
+    }
+
+    async fn worker_apply(
+        &self,
+        specs: Vec<WorkerSpec>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WorkerApplyReport> {
+        self.write(move |c| workers::apply(c, &specs, now)).await
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
+        self.call(|c| workers::list(c)).await
+    }
+
+    async fn worker_get(&self, name: &str) -> StoreResult<Option<WorkerRow>> {
+        let name = name.to_string();
+        self.call(move |c| workers::get(c, &name)).await
+    }
+
+    async fn worker_control(
+        &self,
+        name: &str,
+        control: WorkerControl,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<WorkerRow>> {
+        let name = name.to_string();
+        self.write(move |c| workers::control(c, &name, &control, now))
+            .await
+    }
+
+    async fn worker_replicas(&self, name: Option<String>) -> StoreResult<Vec<Task>> {
+        self.call(move |c| workers::replicas(c, name.as_deref()))
+            .await
+    }
+
+    async fn worker_roll(&self, name: &str, task: Uuid, replicas: u32) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |c| workers::roll(c, &name, task, replicas))
+            .await
     }
 
     async fn task_request_expire(&self, id: Uuid) -> StoreResult<bool> {
