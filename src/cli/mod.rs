@@ -15,6 +15,7 @@ mod schema_cmd;
 mod serve;
 mod stats;
 mod tasks;
+mod workers;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -135,6 +136,14 @@ pub enum Command {
         #[command(subcommand)]
         action: queues::QueueAction,
     },
+    /// Show each worker: replicas wanted and running, restarts, state,
+    /// instances and last end reasons.
+    Workers,
+    /// Stop, start or restart (rolling) a worker on every instance.
+    Worker {
+        #[command(subcommand)]
+        action: workers::WorkerAction,
+    },
     /// Delete finished tasks and their logs (local and stored).
     Prune(prune_cmd::PruneArgs),
     /// Create or upgrade the database tables (also done by every command).
@@ -225,6 +234,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Stats => stats::run(&ctx).await,
         Command::Admin { action } => admin::act(&ctx, action).await,
         Command::Queue { action } => queues::act(&ctx, action).await,
+        Command::Workers => workers::list(&ctx).await,
+        Command::Worker { action } => workers::act(&ctx, action).await,
         Command::Prune(a) => prune_cmd::run(&ctx, a).await,
         Command::Migrate => {
             let store = ctx.store().await?;

@@ -39,6 +39,7 @@ pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
         "ok": true,
         "jobs": schema.jobs.keys().collect::<Vec<_>>(),
         "schedules": schema.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        "workers": schema.workers.iter().map(|w| &w.name).collect::<Vec<_>>(),
         "warnings": schema.warnings,
     });
     match action {
@@ -47,9 +48,10 @@ pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
                 output::print_json(&summary);
             } else {
                 println!(
-                    "schema OK: {} jobs, {} schedules",
+                    "schema OK: {} jobs, {} schedules, {} workers",
                     schema.jobs.len(),
-                    schema.schedules.len()
+                    schema.schedules.len(),
+                    schema.workers.len()
                 );
             }
         }
@@ -58,8 +60,20 @@ pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
             let report =
                 crate::scheduler::apply_schema(store.as_ref(), &schema.jobs, &schema.schedules)
                     .await?;
+            let workers = crate::scheduler::workers::apply_workers(
+                store.as_ref(),
+                &schema.jobs,
+                &schema.workers,
+            )
+            .await?;
             if ctx.json {
                 let mut v = summary;
+                v["workers_applied"] = json!({
+                    "added": workers.added,
+                    "changed": workers.changed,
+                    "scaled": workers.scaled,
+                    "removed": workers.removed,
+                });
                 v["created"] = json!(report.created);
                 v["updated"] = json!(report.updated);
                 v["removed"] = json!(report.removed);
@@ -73,6 +87,17 @@ pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
                     report.removed.len(),
                     report.unchanged.len()
                 );
+                let changes = [
+                    ("added", &workers.added),
+                    ("changed (rolling restart)", &workers.changed),
+                    ("scaled", &workers.scaled),
+                    ("removed", &workers.removed),
+                ];
+                for (what, names) in changes {
+                    if !names.is_empty() {
+                        println!("workers {what}: {}", names.join(", "));
+                    }
+                }
             }
         }
     }

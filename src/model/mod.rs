@@ -8,6 +8,7 @@ pub mod retry;
 pub mod schedule;
 pub mod status;
 pub mod task;
+pub mod worker;
 
 pub use self::cron::{CronError, CronExpr};
 pub use duration::{DurationError, format_duration, parse_duration, parse_time_or_ago};
@@ -16,3 +17,4 @@ pub use retry::RetryPolicy;
 pub use schedule::{CatchUp, Recurrence, Schedule};
 pub use status::{Outcome, TaskStatus};
 pub use task::{Task, fmt_time, log_file_attempt, log_file_name};
+pub use worker::Worker;

@@ -90,7 +90,15 @@ async fn settle_one(shared: &Shared, id: Uuid) -> StoreResult<Option<Uuid>> {
             )),
         ),
     };
-    let next = finish::next_for(shared.store.as_ref(), &shared.jobs, &parent, status, now).await;
+    let next = finish::next_for(
+        shared.store.as_ref(),
+        &shared.jobs,
+        &parent,
+        status,
+        None,
+        now,
+    )
+    .await;
     let callback = callback_task(shared, &parent, status, &children, now);
     let callback_id = callback.as_ref().map(|c| c.id);
     let applied = store

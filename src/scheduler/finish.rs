@@ -111,6 +111,19 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             })
             .await;
             shared.wake.notify_one();
+            let replica_ends: Vec<_> = ended
+                .iter()
+                .zip(&applied)
+                .filter_map(|(e, status)| {
+                    let status = (*status)?;
+                    let (_, reason) = e.outcome.status_and_reason();
+                    super::workers::ReplicaState::of(&e.task)
+                        .map(|_| (e.task.clone(), status, reason))
+                })
+                .collect();
+            if !replica_ends.is_empty() {
+                super::workers::after_ends(&shared, &replica_ends).await;
+            }
             // Parents that may be done: those that just began to wait, and
             // those of children that just ended.
             let mut settle = Vec::new();
@@ -157,8 +170,11 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
 
 async fn end_params(shared: &Shared, e: &Ended) -> TaskFinishParams {
     let (status, reason) = e.outcome.status_and_reason();
+    // A worker's replica is never retried: it is replaced (with its own backoff).
     let transient = status == TaskStatus::Failed
+        && super::workers::ReplicaState::of(&e.task).is_none()
         && policy_of(shared, &e.task).is_some_and(|p| p.is_transient(&e.outcome));
+    let outcome_reason = reason.clone();
     let plan = retry_plan(
         policy_of(shared, &e.task),
         &e.task,
@@ -174,6 +190,7 @@ async fn end_params(shared: &Shared, e: &Ended) -> TaskFinishParams {
                 &shared.jobs,
                 &e.task,
                 status,
+                outcome_reason.as_deref(),
                 e.ended_at,
             )
             .await
@@ -267,9 +284,14 @@ pub(super) async fn next_for(
     jobs: &std::collections::BTreeMap<String, crate::model::Job>,
     task: &Task,
     status: TaskStatus,
+    reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Option<crate::store::NewTask> {
     task.recurrence.as_ref()?;
+    if let Some(st) = super::workers::ReplicaState::of(task) {
+        let worker = persist("reading worker", || store.worker_get(&st.worker)).await;
+        return super::workers::replacement(worker.as_ref(), task, status, reason, now);
+    }
     let schedule = match &task.schedule {
         Some(name) => persist("reading schedule", || store.schedule_get(name)).await,
         None => None,
@@ -294,10 +316,12 @@ pub async fn end_abandoned(
     now: DateTime<Utc>,
 ) -> crate::store::StoreResult<(Option<TaskStatus>, Option<DateTime<Utc>>)> {
     let policy = jobs.get(&task.job).map(|j| &j.retry);
+    let retry = retry && super::workers::ReplicaState::of(task).is_none();
+    let next = next_for(store, jobs, task, TaskStatus::Failed, Some(&reason), now).await;
     let plan = retry_plan(policy, task, retry, Some(reason), now);
     let next = match plan.retry_at {
         Some(_) => None,
-        None => next_for(store, jobs, task, TaskStatus::Failed, now).await,
+        None => next,
     };
     let applied = store
         .task_finish_many(vec![TaskFinishParams {

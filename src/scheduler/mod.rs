@@ -15,6 +15,7 @@ pub mod prune;
 pub mod recurrence;
 mod supervise;
 pub mod uploads;
+pub mod workers;
 
 use crate::model::Job;
 use crate::runner::Runner;
@@ -184,6 +185,7 @@ pub async fn run_instance(
     };
     store.instance_register(instance.clone()).await?;
     apply_schema(store.as_ref(), &schema.jobs, &schema.schedules).await?;
+    workers::apply_workers(store.as_ref(), &schema.jobs, &schema.workers).await?;
     let wake = Arc::new(Notify::new());
     let external = Arc::new(Notify::new());
     if let Err(e) = store.watch_changes(external.clone()) {
@@ -220,6 +222,7 @@ pub async fn run_instance(
     let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
     let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     let maintenance = tokio::spawn(maintain_loop(shared.clone()));
+    let supervisor = tokio::spawn(workers_loop(shared.clone()));
     let recovery = shared
         .uploads
         .clone()
@@ -273,6 +276,7 @@ pub async fn run_instance(
     }
     heartbeat.abort();
     maintenance.abort();
+    supervisor.abort();
     // The finisher ends when every sender is gone; the last sender is in `shared`.
     let _ = shared.finisher.send(finish::Event::Flush);
     let done = tokio::sync::oneshot::channel::<()>();
@@ -377,6 +381,26 @@ async fn maintain_loop(shared: Arc<Shared>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "table maintenance failed"),
+        }
+    }
+}
+
+/// Keeps every worker at its replica count (see [`workers::reconcile`]),
+/// once per poll interval (at most a second), until shutdown begins.
+async fn workers_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.poll_interval.min(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.changed() => {}
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        if let Err(e) = workers::reconcile(&shared).await {
+            tracing::warn!(error = %e, "keeping workers at their replica count failed; trying again");
         }
     }
 }

@@ -20,7 +20,7 @@ mod tests;
 
 pub use error::{SchemaError, SchemaErrors};
 
-use crate::model::{Job, Schedule};
+use crate::model::{Job, Schedule, Worker};
 use location::SourceFile;
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,6 +34,8 @@ pub struct SchemaSet {
     pub jobs: BTreeMap<String, Job>,
     /// Every `[[schedules]]` entry, in file order (files sorted by name).
     pub schedules: Vec<Schedule>,
+    /// Every `[[workers]]` entry, in file order (files sorted by name).
+    pub workers: Vec<Worker>,
     /// Things worth fixing that do not stop the schema from loading, such as a
     /// job file that is not executable.
     pub warnings: Vec<String>,
@@ -66,10 +68,47 @@ pub fn load(project: &Path) -> Result<SchemaSet, SchemaErrors> {
         }
     }
 
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    for file in &files {
+        for entry in &file.workers {
+            let Some(w) = validate::check_worker(entry, &file.source, &mut errors) else {
+                continue;
+            };
+            let here = format!(
+                "{}:{}",
+                file.source.rel.display(),
+                file.source.line_of(entry.span.start)
+            );
+            if let Some(first) = seen.get(&w.name) {
+                let message = format!("worker {:?} is already defined at {first}", w.name);
+                errors.push(
+                    file.source
+                        .at(entry.span.clone(), &entry.key.key("name"), message),
+                );
+                continue;
+            }
+            if jobs_dir_found && !jobs.contains_key(&w.job) {
+                let message = format!(
+                    "unknown job {:?}: no executable jobs/{}[.ext]",
+                    w.job, w.job
+                );
+                errors.push(
+                    file.source
+                        .at(entry.span.clone(), &entry.key.key("job"), message),
+                );
+                continue;
+            }
+            seen.insert(w.name.clone(), here);
+            workers.push(w);
+        }
+    }
+
     if errors.is_empty() {
         Ok(SchemaSet {
             jobs,
             schedules,
+            workers,
             warnings,
         })
     } else {

@@ -58,6 +58,41 @@ pub(crate) struct RawSchedule {
     pub unique_key: Option<Spanned<String>>,
 }
 
+/// One `[[workers]]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a worker table ([[workers]])")]
+pub(crate) struct RawWorker {
+    pub name: Option<Spanned<String>>,
+    pub job: Option<Spanned<String>>,
+    pub replicas: Option<Spanned<i64>>,
+    pub args: Option<Spanned<toml::Value>>,
+    pub slots: Option<Spanned<i64>>,
+    pub restart_backoff: Option<Spanned<RawBackoff>>,
+    pub healthy_after: Option<Spanned<String>>,
+    pub max_execution_time: Option<Spanned<String>>,
+}
+
+/// `restart_backoff = { initial, max }` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { initial = \"1s\", max = \"5m\" }"
+)]
+pub(crate) struct RawBackoff {
+    pub initial: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+}
+
+/// A `[[workers]]` entry with where it is.
+#[derive(Debug)]
+pub(crate) struct WorkerEntry {
+    /// The `[[workers]]` header (or the inline table).
+    pub span: Range<usize>,
+    /// `workers[i]`.
+    pub key: KeyPath,
+    pub raw: RawWorker,
+}
+
 /// A `[jobs.NAME]` entry with where it is.
 #[derive(Debug)]
 pub(crate) struct JobEntry {
@@ -84,32 +119,35 @@ pub(crate) struct RawFile {
     pub source: SourceFile,
     pub jobs: Vec<JobEntry>,
     pub schedules: Vec<ScheduleEntry>,
+    pub workers: Vec<WorkerEntry>,
 }
 
 /// Reads `source` into raw entries, pushing every syntax, unknown-key and
 /// wrong-type problem to `errors`. Entries with such problems are left out.
 pub(crate) fn parse_file(source: SourceFile, errors: &mut Vec<SchemaError>) -> RawFile {
-    let (jobs, schedules) = read_entries(&source, errors);
+    let (jobs, schedules, workers) = read_entries(&source, errors);
     RawFile {
         source,
         jobs,
         schedules,
+        workers,
     }
 }
 
 fn read_entries(
     source: &SourceFile,
     errors: &mut Vec<SchemaError>,
-) -> (Vec<JobEntry>, Vec<ScheduleEntry>) {
+) -> (Vec<JobEntry>, Vec<ScheduleEntry>, Vec<WorkerEntry>) {
     let (doc, syntax) = DeTable::parse_recoverable(&source.text);
     if !syntax.is_empty() {
         for e in syntax {
             errors.push(source.error(e.span(), None, syntax_message(source, &e)));
         }
-        return (Vec::new(), Vec::new());
+        return (Vec::new(), Vec::new(), Vec::new());
     }
     let mut jobs = Vec::new();
     let mut schedules = Vec::new();
+    let mut workers = Vec::new();
     for (top, value) in doc.get_ref().iter() {
         let key = KeyPath::root(top.get_ref());
         match (top.get_ref().as_ref(), value.get_ref()) {
@@ -141,14 +179,28 @@ fn read_entries(
                 &key,
                 "must be an array of tables: write [[schedules]] (two brackets) for each schedule",
             )),
+            ("workers", DeValue::Array(items)) => {
+                for (i, entry) in items.iter().enumerate() {
+                    let key = key.index(i);
+                    if let Some(raw) = deserialize::<RawWorker>(source, entry, &key, errors) {
+                        let span = entry.span();
+                        workers.push(WorkerEntry { span, key, raw });
+                    }
+                }
+            }
+            ("workers", _) => errors.push(source.at(
+                value.span(),
+                &key,
+                "must be an array of tables: write [[workers]] (two brackets) for each worker",
+            )),
             (other, _) => errors.push(source.at(
                 top.span(),
                 &key,
-                format!("unknown key `{other}`, expected `jobs` or `schedules`"),
+                format!("unknown key `{other}`, expected `jobs`, `schedules` or `workers`"),
             )),
         }
     }
-    (jobs, schedules)
+    (jobs, schedules, workers)
 }
 
 /// Deserializes one entry; on failure records the problem under the key that

@@ -5,9 +5,11 @@
 
 use super::error::SchemaError;
 use super::location::{KeyPath, SourceFile};
-use super::raw::{RawJob, ScheduleEntry};
+use super::raw::{RawJob, ScheduleEntry, WorkerEntry};
 use crate::model::status::EXIT_SELF_CANCELED;
-use crate::model::{CatchUp, CronExpr, Job, Recurrence, Schedule, is_valid_name, parse_duration};
+use crate::model::{
+    CatchUp, CronExpr, Job, Recurrence, Schedule, Worker, is_valid_name, parse_duration,
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -411,4 +413,109 @@ pub(crate) fn toml_to_json(v: &toml::Value) -> Result<Value, String> {
                 .collect::<Result<serde_json::Map<_, _>, String>>()?,
         ),
     })
+}
+
+/// Turns one `[[workers]]` entry into a [`Worker`], or records why not.
+/// Whether its job exists and its name is unique is for `load`.
+pub(crate) fn check_worker(
+    entry: &WorkerEntry,
+    source: &SourceFile,
+    errors: &mut Vec<SchemaError>,
+) -> Option<Worker> {
+    let raw = &entry.raw;
+    let mut c = Checker {
+        source,
+        key: &entry.key,
+        errors,
+        failed: false,
+    };
+    let whole = Spanned::new(entry.span.clone(), ());
+    for (field, value) in [("name", &raw.name), ("job", &raw.job)] {
+        if value.is_none() {
+            c.fail(
+                &whole,
+                field,
+                format!("missing: every worker needs a `{field}`"),
+            );
+        }
+    }
+    if let Some(name) = &raw.name
+        && !is_valid_name(name.get_ref())
+    {
+        let message = format!("invalid worker name {:?}: {NAME_RULE}", name.get_ref());
+        c.fail(name, "name", message);
+    }
+    let replicas = match &raw.replicas {
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= 10_000 => Some(n),
+            _ => {
+                c.fail(v, "replicas", format!("must be from 0 to 10000, got {v}"));
+                None
+            }
+        },
+        None => Some(1),
+    };
+    let slots = raw.slots.as_ref().and_then(|v| c.at_least_one(v, "slots"));
+    let mut backoff_initial = Worker::BACKOFF_INITIAL;
+    let mut backoff_max = Worker::BACKOFF_MAX;
+    if let Some(b) = &raw.restart_backoff {
+        let b = b.get_ref();
+        if let Some(v) = &b.initial {
+            let d = c.duration(v, "restart_backoff.initial", false);
+            backoff_initial = d.unwrap_or(backoff_initial);
+        }
+        if let Some(v) = &b.max {
+            backoff_max = c
+                .duration(v, "restart_backoff.max", false)
+                .unwrap_or(backoff_max);
+            if backoff_max < backoff_initial {
+                let message = format!(
+                    "must be at least restart_backoff.initial ({})",
+                    crate::model::format_duration(backoff_initial)
+                );
+                c.fail(v, "restart_backoff.max", message);
+            }
+        } else {
+            backoff_max = backoff_max.max(backoff_initial);
+        }
+    }
+    let healthy_after = match &raw.healthy_after {
+        Some(v) => c.duration(v, "healthy_after", false),
+        None => Some(Worker::HEALTHY_AFTER),
+    };
+    let max_execution_time = match &raw.max_execution_time {
+        Some(v) => c.duration(v, "max_execution_time", true).map(Some),
+        None => Some(None),
+    };
+    let args = match &raw.args {
+        Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
+            c.fail(v, "args", why);
+            Value::Null
+        }),
+        None => Value::Object(Default::default()),
+    };
+    match (
+        &raw.name,
+        &raw.job,
+        replicas,
+        healthy_after,
+        max_execution_time,
+    ) {
+        (Some(name), Some(job), Some(replicas), Some(healthy_after), Some(max_execution_time))
+            if !c.failed =>
+        {
+            Some(Worker {
+                name: name.get_ref().clone(),
+                job: job.get_ref().clone(),
+                replicas,
+                args,
+                slots,
+                backoff_initial,
+                backoff_max,
+                healthy_after,
+                max_execution_time,
+            })
+        }
+        _ => None,
+    }
 }

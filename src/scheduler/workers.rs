@@ -1,0 +1,500 @@
+//! Workers: long-running jobs kept at `replicas` live copies across every
+//! instance (see [`crate::store::WorkerRow`]).
+//!
+//! A replica is a task holding the unique key `worker:NAME:INDEX`; its
+//! supervision state (generation, restarts, consecutive quick exits, last
+//! reasons) rides in its `recurrence`. When a replica ends, its replacement
+//! is written in the same transaction as the end (like a schedule's next
+//! occurrence), due after a backoff that doubles while replicas keep exiting
+//! quickly and resets after a healthy run. Every instance also reconciles
+//! once a tick: it creates missing replicas (the unique index admits one per
+//! index), cancels those of stopped workers or beyond the replica count,
+//! replaces replicas of instances whose heartbeat proves them gone, and rolls
+//! replicas of an older generation one at a time.
+
+use super::{Shared, persist};
+use crate::model::{Job, Task, TaskStatus, Worker, format_duration};
+use crate::store::{
+    AfterLink, CancelOutcome, NewTask, Store, StoreError, WorkerApplyReport, WorkerControl,
+    WorkerRow, WorkerSpec, WorkerState, replica_key,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The time limit of a replica without `max_execution_time`: never reached.
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Consecutive quick exits from which a worker is shown as crash-looping.
+pub const CRASH_LOOP_AFTER: u32 = 3;
+
+/// How many of a replica's last end reasons are kept.
+const REASONS_KEPT: usize = 5;
+
+/// What a replica carries from one run to the next.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaState {
+    /// Its worker.
+    pub worker: String,
+    /// Its index, from 0.
+    pub replica: u32,
+    /// The worker's generation it was started with.
+    pub generation: u32,
+    /// How many times this replica was restarted.
+    pub restarts: u64,
+    /// Consecutive quick exits before it started.
+    pub quick_exits: u32,
+    /// Its last end reasons, newest last.
+    pub reasons: Vec<String>,
+}
+
+impl ReplicaState {
+    /// The state a replica task carries, if it is one.
+    pub fn of(task: &Task) -> Option<ReplicaState> {
+        let r = task.recurrence.as_ref()?;
+        let worker = r.get("worker")?.as_str()?.to_string();
+        let num = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Some(ReplicaState {
+            worker,
+            replica: u32::try_from(num("replica")).ok()?,
+            generation: u32::try_from(num("generation")).unwrap_or(0),
+            restarts: num("restarts"),
+            quick_exits: u32::try_from(num("quick_exits")).unwrap_or(u32::MAX),
+            reasons: r
+                .get("reasons")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "worker": self.worker,
+            "replica": self.replica,
+            "generation": self.generation,
+            "restarts": self.restarts,
+            "quick_exits": self.quick_exits,
+            "reasons": self.reasons,
+        })
+    }
+}
+
+/// The schema's workers with their jobs' settings, as the store keeps them.
+pub fn specs(jobs: &BTreeMap<String, Job>, workers: &[Worker]) -> Vec<WorkerSpec> {
+    workers
+        .iter()
+        .filter_map(|w| {
+            let job = jobs.get(&w.job)?;
+            Some(WorkerSpec {
+                name: w.name.clone(),
+                job: w.job.clone(),
+                replicas: w.replicas,
+                args: w.args.clone(),
+                queue: job.queue.clone(),
+                priority: job.priority,
+                slots: w.slots.unwrap_or(job.slots),
+                max_execution_time: w.max_execution_time,
+                kill_grace: job.kill_grace,
+                backoff_initial: w.backoff_initial,
+                backoff_max: w.backoff_max,
+                healthy_after: w.healthy_after,
+            })
+        })
+        .collect()
+}
+
+/// Stores the schema's workers (see [`Store::worker_apply`]).
+pub async fn apply_workers(
+    store: &dyn Store,
+    jobs: &BTreeMap<String, Job>,
+    workers: &[Worker],
+) -> Result<WorkerApplyReport, StoreError> {
+    store.worker_apply(specs(jobs, workers), Utc::now()).await
+}
+
+/// A replica task of `w`, due at `due`.
+pub fn replica_task(
+    w: &WorkerRow,
+    state: ReplicaState,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> NewTask {
+    let s = &w.spec;
+    NewTask {
+        id: Uuid::now_v7(),
+        job: s.job.clone(),
+        queue: s.queue.clone(),
+        priority: s.priority,
+        slots: s.slots,
+        max_execution_time: s.max_execution_time.unwrap_or(FOREVER),
+        kill_grace: s.kill_grace,
+        schedule: None,
+        recurrence: Some(state.to_json()),
+        after: AfterLink::None,
+        parent: None,
+        args: s.args.clone(),
+        metadata: json!({"worker": s.name, "replica": state.replica}),
+        due_at: due,
+        created_at: now,
+        attempt: 1,
+        unique_key: Some(replica_key(&s.name, state.replica)),
+    }
+}
+
+/// The replacement of a replica that ended with `status` (and `reason`) at
+/// `now`, or `None`: the task is no replica, its worker is stopped or gone,
+/// its index is beyond the replica count, or it exited 100 (the job says the
+/// worker is done).
+pub fn replacement(
+    w: Option<&WorkerRow>,
+    task: &Task,
+    status: TaskStatus,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<NewTask> {
+    let st = ReplicaState::of(task)?;
+    let w = w?;
+    if w.state != WorkerState::Active
+        || st.replica >= w.spec.replicas
+        || self_stopped(status, reason)
+    {
+        return None;
+    }
+    let ran = task
+        .started_at
+        .map(|s| (now - s).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    // Stopped on purpose (a cancel, a rolling restart, the time limit, a
+    // shutdown): back at once.
+    let asked = status == TaskStatus::Canceled || matches!(reason, Some("timeout" | "shutdown"));
+    let healthy = asked || ran >= w.spec.healthy_after;
+    let quick_exits = if healthy {
+        0
+    } else {
+        st.quick_exits.saturating_add(1)
+    };
+    let delay = if asked {
+        Duration::ZERO
+    } else if healthy {
+        w.spec.backoff_initial
+    } else {
+        let doubled = w
+            .spec
+            .backoff_initial
+            .saturating_mul(1u32.checked_shl(quick_exits - 1).unwrap_or(u32::MAX));
+        doubled.min(w.spec.backoff_max)
+    };
+    let mut reasons = st.reasons.clone();
+    reasons.push(format!(
+        "{} after {}",
+        reason.unwrap_or(status.as_str()),
+        format_duration(Duration::from_millis(ran.as_millis() as u64))
+    ));
+    if reasons.len() > REASONS_KEPT {
+        reasons.drain(..reasons.len() - REASONS_KEPT);
+    }
+    let next = ReplicaState {
+        worker: st.worker,
+        replica: st.replica,
+        generation: w.generation,
+        restarts: st.restarts + 1,
+        quick_exits,
+        reasons,
+    };
+    let due = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
+    Some(replica_task(w, next, due, now))
+}
+
+/// Whether a replica's end stops its worker: it exited 100 by itself.
+pub fn self_stopped(status: TaskStatus, reason: Option<&str>) -> bool {
+    status == TaskStatus::Canceled && reason == Some("self-canceled")
+}
+
+/// After ends were written: a replica that exited 100 stops its worker and
+/// the worker's other replicas.
+pub(super) async fn after_ends(shared: &Shared, ended: &[(Task, TaskStatus, Option<String>)]) {
+    for (task, status, reason) in ended {
+        let Some(st) = ReplicaState::of(task) else {
+            continue;
+        };
+        if !self_stopped(*status, reason.as_deref()) {
+            continue;
+        }
+        let why = format!(
+            "replica {} exited 100 (the job says it is done)",
+            st.replica
+        );
+        tracing::info!(worker = %st.worker, "{why}: worker stopped");
+        let store = shared.store.clone();
+        let control = WorkerControl::Stop(why);
+        persist("stopping a worker", || {
+            store.worker_control(&st.worker, control.clone(), Utc::now())
+        })
+        .await;
+        stop_replicas(shared.store.as_ref(), &st.worker).await;
+    }
+}
+
+/// Cancels every live replica of a worker (a running one gets SIGTERM and its
+/// kill grace, as any canceled task does).
+pub async fn stop_replicas(store: &dyn Store, worker: &str) -> usize {
+    let live = match store.worker_replicas(Some(worker.to_string())).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, worker, "cannot list replicas");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for t in live {
+        if let Ok(CancelOutcome::Canceled | CancelOutcome::StopRequested) =
+            store.task_cancel(t.id, Utc::now()).await
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// One reconciliation pass (every instance runs one per tick).
+pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
+    let store = shared.store.as_ref();
+    let workers = store.worker_list().await?;
+    let live = store.worker_replicas(None).await?;
+    if workers.is_empty() && live.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let mut by_worker: BTreeMap<String, Vec<(ReplicaState, Task)>> = BTreeMap::new();
+    for t in live {
+        if let Some(st) = ReplicaState::of(&t) {
+            by_worker
+                .entry(st.worker.clone())
+                .or_default()
+                .push((st, t));
+        }
+    }
+    // Replicas whose instance's heartbeat proves it gone.
+    let gone: BTreeSet<Uuid> = if by_worker
+        .values()
+        .flatten()
+        .any(|(_, t)| t.status == TaskStatus::Running)
+    {
+        store
+            .instance_list()
+            .await?
+            .into_iter()
+            .filter(|i| i.state(now) == "gone")
+            .map(|i| i.id)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let rows: BTreeMap<&str, &WorkerRow> =
+        workers.iter().map(|w| (w.spec.name.as_str(), w)).collect();
+    for (name, replicas) in &by_worker {
+        let Some(w) = rows.get(name.as_str()).copied() else {
+            // No longer in the schema.
+            for (_, t) in replicas {
+                let _ = store.task_cancel(t.id, now).await;
+            }
+            continue;
+        };
+        if w.state == WorkerState::Stopped {
+            for (_, t) in replicas {
+                let _ = store.task_cancel(t.id, now).await;
+            }
+            continue;
+        }
+        for (st, t) in replicas {
+            if st.replica >= w.spec.replicas {
+                let _ = store.task_cancel(t.id, now).await;
+            } else if t.status == TaskStatus::Running
+                && t.instance_id.is_some_and(|i| gone.contains(&i))
+            {
+                let holder = t.instance.clone().unwrap_or_default();
+                let reason = format!("orphaned (instance {holder} is gone)");
+                super::finish::end_abandoned(store, &shared.jobs, t, reason, false, now).await?;
+                tracing::warn!(worker = %name, replica = st.replica, instance = %holder, "replica of a gone instance replaced");
+            }
+        }
+        roll(store, w, replicas, now).await?;
+    }
+    // Missing replicas of active workers.
+    for w in workers.iter().filter(|w| w.state == WorkerState::Active) {
+        let have: BTreeSet<u32> = by_worker
+            .get(&w.spec.name)
+            .map(|v| v.iter().map(|(st, _)| st.replica).collect())
+            .unwrap_or_default();
+        for i in (0..w.spec.replicas).filter(|i| !have.contains(i)) {
+            let state = ReplicaState {
+                worker: w.spec.name.clone(),
+                replica: i,
+                generation: w.generation,
+                ..ReplicaState::default()
+            };
+            match store.task_insert(replica_task(w, state, now, now)).await {
+                Ok(t) => {
+                    tracing::info!(worker = %w.spec.name, replica = i, task = %t.id, "replica created")
+                }
+                // Another instance created it first.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One step of a rolling restart: a pending replica of an older generation
+/// is canceled (recreated by the next pass); a running one is stopped only
+/// when every replica runs and none is being stopped.
+async fn roll(
+    store: &dyn Store,
+    w: &WorkerRow,
+    replicas: &[(ReplicaState, Task)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let outdated: Vec<&(ReplicaState, Task)> = replicas
+        .iter()
+        .filter(|(st, _)| st.generation != w.generation && st.replica < w.spec.replicas)
+        .collect();
+    for (_, t) in outdated
+        .iter()
+        .filter(|(_, t)| t.status == TaskStatus::Pending)
+    {
+        store.task_cancel(t.id, now).await?;
+    }
+    if let Some((st, t)) = outdated
+        .iter()
+        .filter(|(_, t)| t.status == TaskStatus::Running)
+        .min_by_key(|(st, _)| st.replica)
+        && store
+            .worker_roll(&w.spec.name, t.id, w.spec.replicas)
+            .await?
+    {
+        tracing::info!(worker = %w.spec.name, replica = st.replica, generation = w.generation, "rolling restart: replacing a replica");
+    }
+    Ok(())
+}
+
+/// A worker as `jobslot workers` shows it.
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    /// The stored worker.
+    pub row: WorkerRow,
+    /// Its live replicas with their state.
+    pub replicas: Vec<(ReplicaState, Task)>,
+}
+
+impl WorkerStatus {
+    /// Reads every worker with its live replicas.
+    pub async fn list(store: &dyn Store) -> Result<Vec<WorkerStatus>, StoreError> {
+        let workers = store.worker_list().await?;
+        let live = store.worker_replicas(None).await?;
+        Ok(workers
+            .into_iter()
+            .map(|row| {
+                let replicas = live
+                    .iter()
+                    .filter_map(|t| ReplicaState::of(t).map(|st| (st, t.clone())))
+                    .filter(|(st, _)| st.worker == row.spec.name)
+                    .collect();
+                WorkerStatus { row, replicas }
+            })
+            .collect())
+    }
+
+    /// Replicas running now.
+    pub fn running(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|(_, t)| t.status == TaskStatus::Running)
+            .count()
+    }
+
+    /// Restarts of its live replicas, summed.
+    pub fn restarts(&self) -> u64 {
+        self.replicas.iter().map(|(st, _)| st.restarts).sum()
+    }
+
+    /// `stopped`, `crash-looping` (a replica exited quickly
+    /// [`CRASH_LOOP_AFTER`] times in a row), `rolling` (replicas of an older
+    /// generation remain), `starting` (fewer running than wanted) or
+    /// `running`.
+    pub fn state(&self) -> &'static str {
+        if self.row.state == WorkerState::Stopped {
+            "stopped"
+        } else if self
+            .replicas
+            .iter()
+            .any(|(st, _)| st.quick_exits >= CRASH_LOOP_AFTER)
+        {
+            "crash-looping"
+        } else if self
+            .replicas
+            .iter()
+            .any(|(st, _)| st.generation != self.row.generation)
+        {
+            "rolling"
+        } else if self.running() < self.row.spec.replicas as usize {
+            "starting"
+        } else {
+            "running"
+        }
+    }
+
+    /// The last end reasons of its replicas, newest last within each.
+    pub fn last_reasons(&self) -> Vec<String> {
+        self.replicas
+            .iter()
+            .flat_map(|(st, _)| {
+                st.reasons
+                    .iter()
+                    .map(move |r| format!("replica {}: {r}", st.replica))
+            })
+            .collect()
+    }
+
+    /// As `jobslot workers --json` prints it.
+    pub fn to_json(&self) -> Value {
+        let s = &self.row.spec;
+        let instances: BTreeSet<&str> = self
+            .replicas
+            .iter()
+            .filter(|(_, t)| t.status == TaskStatus::Running)
+            .filter_map(|(_, t)| t.instance.as_deref())
+            .collect();
+        json!({
+            "name": s.name,
+            "job": s.job,
+            "state": self.state(),
+            "stopped_reason": self.row.state_reason,
+            "replicas_wanted": s.replicas,
+            "replicas_running": self.running(),
+            "replicas_live": self.replicas.len(),
+            "restarts": self.restarts(),
+            "generation": self.row.generation,
+            "instances": instances,
+            "last_reasons": self.last_reasons(),
+            "replicas": self.replicas.iter().map(|(st, t)| json!({
+                "replica": st.replica,
+                "task": t.id.to_string(),
+                "status": t.status.as_str(),
+                "instance": t.instance,
+                "generation": st.generation,
+                "restarts": st.restarts,
+                "quick_exits": st.quick_exits,
+                "due_at": t.start_at.map(crate::model::fmt_time),
+                "started_at": t.started_at.map(crate::model::fmt_time),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
