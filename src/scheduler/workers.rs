@@ -291,7 +291,7 @@ pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
             .instance_list()
             .await?
             .into_iter()
-            .filter(|i| i.state(now) == "gone")
+            .filter(|i| i.is_gone(now))
             .map(|i| i.id)
             .collect()
     } else {
@@ -320,6 +320,15 @@ pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
                 && t.instance_id.is_some_and(|i| gone.contains(&i))
             {
                 let holder = t.instance.clone().unwrap_or_default();
+                if t.host.as_deref() == Some(shared.instance.host.as_str()) {
+                    // What is left of its processes here goes first: never
+                    // two copies of one replica.
+                    let (pgid, id) = (t.pgid, t.id.to_string());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::runner::kill_leftover_group(pgid, &id)
+                    })
+                    .await;
+                }
                 let reason = format!("orphaned (instance {holder} is gone)");
                 super::finish::end_abandoned(store, &shared.jobs, t, reason, false, now).await?;
                 tracing::warn!(worker = %name, replica = st.replica, instance = %holder, "replica of a gone instance replaced");
