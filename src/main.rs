@@ -4,6 +4,13 @@ use clap::Parser;
 
 fn main() {
     let cli = jobslot::cli::Cli::parse();
+    if cli.prints_and_exits() {
+        // SAFETY: restoring the default action of a signal before any thread
+        // starts; nothing else in the process depends on SIGPIPE's handling.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

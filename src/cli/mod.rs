@@ -217,6 +217,16 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Runs the parsed command; returns the process exit code.
+impl Cli {
+    /// Whether the command only prints and exits (not `run` or `serve`,
+    /// which write to child processes and sockets and must outlive a closed
+    /// pipe): such a command may die quietly of SIGPIPE when its reader goes
+    /// away (`jobslot show ID | head`), as other Unix tools do.
+    pub fn prints_and_exits(&self) -> bool {
+        !matches!(self.command, Command::Run(_) | Command::Serve(_))
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx::new(&cli)?;
     match cli.command {
