@@ -204,10 +204,18 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
         "ticker",
         "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done",
     );
+    p.job(
+        "consume",
+        "trap 'exit 0' TERM\nwhile true; do sleep 0.05; done",
+    );
+    p.schema(
+        "w.toml",
+        "[[workers]]\nname = \"inbox\"\njob = \"consume\"\nreplicas = 1\n",
+    );
     p.set_env("JOBSLOT_API_TOKEN", TOKEN);
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _instance = p.start("page-node", 2, &["--api-addr", &addr]);
+    let _instance = p.start("page-node", 3, &["--api-addr", &addr]);
     wait_listening(port, WAIT);
     let store = p.store().await;
 
@@ -263,7 +271,8 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     let text = wait_text(&c, &row, "the running task", |t| t.contains("ticker")).await;
     assert!(text.contains("page-node"), "running row: {text}");
     let inst = format!("table#instances tr[data-instance=\"{instance_id}\"]");
-    let text = wait_text(&c, &inst, "the instance", |t| t.contains("1/2")).await;
+    // The ticker and the worker's replica.
+    let text = wait_text(&c, &inst, "the instance", |t| t.contains("2/3")).await;
     assert!(
         text.contains("page-node") && text.contains("alive"),
         "{text}"
@@ -311,6 +320,30 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     .await;
     let queues = p.cli_json(&["queues"]);
     assert_ne!(state(&queues, "default"), Some(json!("paused")), "{queues}");
+
+    // The worker: running, then restarted from the page.
+    let worker_state = "table#workers tr[data-worker=\"inbox\"] [data-field=\"state\"]";
+    wait_text(&c, worker_state, "the worker running", |t| t == "running").await;
+    let before = store
+        .worker_replicas(Some("inbox".into()))
+        .await
+        .expect("replicas");
+    assert_eq!(before.len(), 1);
+    click(
+        &c,
+        "table#workers tr[data-worker=\"inbox\"] button[data-action=\"restart\"]",
+    )
+    .await;
+    wait_for("a new replica running", WAIT, || async {
+        let now = store.worker_replicas(Some("inbox".into())).await.ok()?;
+        (now.len() == 1 && now[0].id != before[0].id && now[0].status == TaskStatus::Running)
+            .then_some(())
+    })
+    .await;
+    wait_text(&c, worker_state, "the worker running again", |t| {
+        t == "running"
+    })
+    .await;
 
     // Phone width: the same overview, legible.
     c.set_window_size(390, 844).await.expect("resize");

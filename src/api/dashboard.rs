@@ -91,3 +91,56 @@ pub(super) async fn schedules(State(state): State<Arc<ApiState>>) -> ApiResult<J
         list.iter().map(|s| s.to_json()).collect(),
     )))
 }
+
+/// `GET /api/workers`: every worker with its replicas, as `jobslot workers
+/// --json`.
+pub(super) async fn workers(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
+    let list = crate::scheduler::workers::WorkerStatus::list(state.client.store().as_ref()).await?;
+    Ok(Json(Value::Array(
+        list.iter().map(|w| w.to_json()).collect(),
+    )))
+}
+
+async fn control_worker(
+    state: &ApiState,
+    name: &str,
+    change: crate::store::WorkerControl,
+) -> ApiResult<Json<Value>> {
+    let store = state.client.store();
+    let Some((row, stopped)) =
+        crate::scheduler::workers::control(store.as_ref(), name, change).await?
+    else {
+        return Err(ApiError::not_found(format!("no worker {name:?}")));
+    };
+    Ok(Json(json!({
+        "worker": name,
+        "state": row.state.as_str(),
+        "generation": row.generation,
+        "replicas_stopping": stopped,
+    })))
+}
+
+/// `POST /api/workers/{name}/stop`.
+pub(super) async fn stop_worker(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    let why = crate::store::WorkerControl::Stop("stopped through the API".into());
+    control_worker(&state, &name, why).await
+}
+
+/// `POST /api/workers/{name}/start`.
+pub(super) async fn start_worker(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    control_worker(&state, &name, crate::store::WorkerControl::Start).await
+}
+
+/// `POST /api/workers/{name}/restart`: a rolling restart.
+pub(super) async fn restart_worker(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    control_worker(&state, &name, crate::store::WorkerControl::Restart).await
+}

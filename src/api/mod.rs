@@ -122,6 +122,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/jobs", get(dashboard::jobs))
         .route("/api/timeline", get(dashboard::timeline))
         .route("/api/schedules", get(dashboard::schedules))
+        .route("/api/workers", get(dashboard::workers))
+        .route("/api/workers/{name}/stop", post(dashboard::stop_worker))
+        .route("/api/workers/{name}/start", post(dashboard::start_worker))
+        .route(
+            "/api/workers/{name}/restart",
+            post(dashboard::restart_worker),
+        )
         .route("/api/stats", get(metrics::stats))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(ui::asset))

@@ -487,7 +487,8 @@ async fn every_documented_route_is_served() {
     for (path, ops) in paths {
         let uri = path
             .replace("{id}", "01a2302c-8c49-714a-b131-cbfd12a7bdfe")
-            .replace("{queue}", "q");
+            .replace("{queue}", "q")
+            .replace("{name}", "w");
         for method in ops.as_object().expect("operations").keys() {
             let body = (method == "post" && path == "/api/tasks").then(|| json!({"job": "hello"}));
             let (s, v) = call(&f.app, &method.to_uppercase(), &uri, body, None).await;
@@ -638,4 +639,38 @@ async fn jobs_timeline_and_schedules_describe_the_project() {
         (&tick["last"], &tick["last_completed_at"]),
         (&Value::Null, &Value::Null)
     );
+}
+
+#[tokio::test]
+async fn workers_are_listed_stopped_started_and_restarted() {
+    let f = fixture(None).await;
+    let (s, v) = call(&f.app, "GET", "/api/workers", None, None).await;
+    assert_eq!((s, v), (StatusCode::OK, json!([])));
+    std::fs::write(
+        f.dir.path().join("schema").join("w.toml"),
+        "[[workers]]\nname = \"hi\"\njob = \"hello\"\nreplicas = 2\n",
+    )
+    .expect("schema");
+    let schema = crate::schema::load(f.dir.path()).expect("schema loads");
+    let store = f.state.client.store();
+    crate::scheduler::workers::apply_workers(store.as_ref(), &schema.jobs, &schema.workers)
+        .await
+        .expect("apply");
+    let (s, v) = call(&f.app, "GET", "/api/workers", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v[0]["name"], &v[0]["replicas_wanted"], &v[0]["state"]),
+        (&json!("hi"), &json!(2), &json!("starting"))
+    );
+    let (s, v) = call(&f.app, "POST", "/api/workers/hi/stop", None, None).await;
+    assert_eq!((s, &v["state"]), (StatusCode::OK, &json!("stopped")), "{v}");
+    let (_, v) = call(&f.app, "GET", "/api/workers", None, None).await;
+    assert_eq!(v[0]["state"], "stopped");
+    assert_eq!(v[0]["stopped_reason"], "stopped through the API");
+    let (s, v) = call(&f.app, "POST", "/api/workers/hi/start", None, None).await;
+    assert_eq!((s, &v["state"]), (StatusCode::OK, &json!("active")), "{v}");
+    let (s, v) = call(&f.app, "POST", "/api/workers/hi/restart", None, None).await;
+    assert_eq!((s, &v["generation"]), (StatusCode::OK, &json!(2)), "{v}");
+    let (s, v) = call(&f.app, "POST", "/api/workers/nope/stop", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
 }

@@ -1,7 +1,7 @@
 //! `jobslot workers` and `jobslot worker stop|start|restart NAME`.
 
 use super::{Ctx, output};
-use crate::scheduler::workers::{WorkerStatus, stop_replicas};
+use crate::scheduler::workers::{WorkerStatus, control};
 use crate::store::WorkerControl;
 use anyhow::{Result, bail};
 use clap::Subcommand;
@@ -82,16 +82,13 @@ pub async fn list(ctx: &Ctx) -> Result<i32> {
 
 /// `jobslot worker stop|start|restart NAME`.
 pub async fn act(ctx: &Ctx, action: WorkerAction) -> Result<i32> {
-    let (name, control) = match &action {
+    let (name, change) = match &action {
         WorkerAction::Stop { name } => (name, WorkerControl::Stop("stopped by hand".into())),
         WorkerAction::Start { name } => (name, WorkerControl::Start),
         WorkerAction::Restart { name } => (name, WorkerControl::Restart),
     };
     let store = ctx.store().await?;
-    let Some(row) = store
-        .worker_control(name, control.clone(), chrono::Utc::now())
-        .await?
-    else {
+    let Some((row, stopped)) = control(store.as_ref(), name, change).await? else {
         let known: Vec<String> = store
             .worker_list()
             .await?
@@ -106,10 +103,6 @@ pub async fn act(ctx: &Ctx, action: WorkerAction) -> Result<i32> {
                 known.join(", ")
             }
         );
-    };
-    let stopped = match control {
-        WorkerControl::Stop(_) => stop_replicas(store.as_ref(), name).await,
-        _ => 0,
     };
     if ctx.json {
         output::print_json(&serde_json::json!({

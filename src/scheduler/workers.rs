@@ -263,6 +263,27 @@ pub async fn stop_replicas(store: &dyn Store, worker: &str) -> usize {
     n
 }
 
+/// Stops, starts or restarts a worker, as `jobslot worker …` and the API do:
+/// a stop also asks every live replica to stop. Returns the worker as
+/// stored and how many replicas were asked to stop, or `None` if there is
+/// no such worker.
+pub async fn control(
+    store: &dyn Store,
+    name: &str,
+    control: WorkerControl,
+) -> Result<Option<(WorkerRow, usize)>, StoreError> {
+    let stop = matches!(control, WorkerControl::Stop(_));
+    let Some(row) = store.worker_control(name, control, Utc::now()).await? else {
+        return Ok(None);
+    };
+    let stopped = if stop {
+        stop_replicas(store, name).await
+    } else {
+        0
+    };
+    Ok(Some((row, stopped)))
+}
+
 /// One reconciliation pass (every instance runs one per tick).
 pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
     let store = shared.store.as_ref();

@@ -493,6 +493,9 @@ function renderOverview(p, view) {
   const warnings = h("div", { class: "warnings" });
   const inst = table("instances", ["Instance", "State", "Slots", "Host", "Queues", "Heartbeat", "Started"]);
   const queues = table("queues", ["Queue", "State", "Pending", "Due", "Running", "Waiting", "Failure rate (1 h)", ""]);
+  const workers = table("workers", ["Worker", "Job", "State", "Running", "Restarts", "Instances", "Last end", ""]);
+  const workersBox = section("Workers", workers.wrap);
+  workersBox.hidden = true;
   const running = table("running", ["Task", "Job", "Queue", "Instance", "Started", "Running for"]);
   const failed = table("recent-failed", ["Task", "Job", "Queue", "Reason", "Ended"]);
   const thr = s("svg", { id: "chart-throughput", class: "chart", role: "img", "aria-label": "Completed and failed tasks per minute, last hour" });
@@ -505,6 +508,7 @@ function renderOverview(p, view) {
     warnings,
     section("Instances", inst.wrap),
     section("Queues", queues.wrap),
+    workersBox,
     h("div", { class: "cols" },
       section("Completed and failed per minute · last hour", thr, thrNote,
         h("div", { class: "legend" },
@@ -517,6 +521,10 @@ function renderOverview(p, view) {
   queues.table.addEventListener("click", (ev) => {
     const btn = ev.target.closest("button[data-action]");
     if (btn) queueAction(p, btn, refresh);
+  });
+  workers.table.addEventListener("click", (ev) => {
+    const btn = ev.target.closest("button[data-action]");
+    if (btn) workerAction(p, btn, refresh);
   });
 
   // Charts are drawn at their real width: redraw when it changes.
@@ -537,16 +545,17 @@ function renderOverview(p, view) {
   let first = true;
   async function refresh() {
     const sig = { signal: p.signal };
-    const [instances, stats, qs_, run, timeline, fails] = await Promise.allSettled([
+    const [instances, stats, qs_, run, timeline, fails, wk] = await Promise.allSettled([
       api("/api/instances", sig),
       api("/api/stats", sig),
       api("/api/queues", sig),
       api("/api/tasks?status=running&limit=100", sig),
       apiOptional("/api/timeline?minutes=60", sig),
       api("/api/tasks?status=failed&limit=8", sig),
+      apiOptional("/api/workers", sig),
     ]);
     if (!p.alive()) return;
-    const bad = [instances, stats, qs_, run, timeline, fails].find((r) => r.status === "rejected");
+    const bad = [instances, stats, qs_, run, timeline, fails, wk].find((r) => r.status === "rejected");
     if (bad) reportError("refresh", bad.reason);
     else setError("refresh", null);
 
@@ -556,6 +565,10 @@ function renderOverview(p, view) {
     if (instances.status === "fulfilled") drawInstances(inst.tbody, instances.value, st);
     if (qs_.status === "fulfilled") drawQueues(queues.tbody, qs_.value, st, tl);
     if (run.status === "fulfilled") drawRunning(running.tbody, run.value);
+    if (wk.status === "fulfilled" && Array.isArray(wk.value)) {
+      workersBox.hidden = wk.value.length === 0;
+      drawWorkers(workers.tbody, wk.value);
+    }
     if (fails.status === "fulfilled") drawFailed(failed.tbody, fails.value);
     if (tl !== undefined) {
       lastTimeline = tl;
@@ -580,6 +593,44 @@ async function queueAction(p, btn, refresh) {
     reportError("action", e);
     btn.disabled = false;
   }
+}
+
+async function workerAction(p, btn, refresh) {
+  const { action, workerName } = btn.dataset;
+  btn.disabled = true;
+  try {
+    await api(`/api/workers/${encodeURIComponent(workerName)}/${action}`, { method: "POST", signal: p.signal });
+    setError("action", null);
+    await refresh();
+  } catch (e) {
+    reportError("action", e);
+    btn.disabled = false;
+  }
+}
+
+const WORKER_STATES = { running: "alive", starting: "active", rolling: "active", "crash-looping": "gone", stopped: "paused" };
+
+function drawWorkers(tbody, workers) {
+  const rows = workers.map((w) => {
+    const stopped = w.state === "stopped";
+    const last = stopped && w.stopped_reason ? w.stopped_reason : (w.last_reasons || []).slice(-1)[0] || "—";
+    const button = (action, text, primary) => h("button", {
+      type: "button", class: primary ? "btn-small primary" : "btn-small",
+      dataset: { action, workerName: w.name }, text,
+    });
+    return h("tr", { dataset: { key: w.name, worker: w.name }, class: stopped ? "paused" : "" },
+      h("td", null, h("a", { href: `#/tasks${qs({ job: w.job })}`, text: w.name })),
+      h("td", { text: w.job }),
+      h("td", null, h("span", { class: `badge state-${WORKER_STATES[w.state] || "active"}`, dataset: { field: "state" }, title: (w.last_reasons || []).join("\n"), text: w.state })),
+      h("td", null, slotBar(w.replicas_running, w.replicas_wanted)),
+      h("td", { class: "num", text: w.restarts }),
+      h("td", { class: "muted", text: (w.instances || []).join(", ") || "—" }),
+      h("td", { class: "muted", text: last }),
+      h("td", { class: "actions" },
+        stopped ? button("start", "Start", true) : button("restart", "Restart"),
+        stopped ? null : button("stop", "Stop")));
+  });
+  syncRows(tbody, rows);
 }
 
 function drawWarnings(box, warnings) {
