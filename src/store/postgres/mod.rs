@@ -33,6 +33,9 @@ mod tasks;
 #[cfg(test)]
 mod test_support;
 mod vacuum;
+mod workers;
+#[cfg(test)]
+mod workers_tests;
 
 pub use conn::redact_url;
 

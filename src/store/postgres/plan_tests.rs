@@ -178,7 +178,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
     }
     for s in &stores {
         assert_eq!(s.schema(), schema.name);
-        assert_eq!(s.migrate().await.expect("migrate"), 6);
+        assert_eq!(s.migrate().await.expect("migrate"), 7);
     }
     let client = schema.connect().await;
     let versions = client
@@ -189,7 +189,11 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
         .await
         .expect("versions");
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6], "each migration applied once");
+    assert_eq!(
+        versions,
+        [1, 2, 3, 4, 5, 6, 7],
+        "each migration applied once"
+    );
 }
 
 async fn woken(notify: &Notify, within: Duration) -> bool {

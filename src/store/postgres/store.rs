@@ -4,7 +4,7 @@
 
 use super::listen::{notify, spawn_listener};
 use super::rows::{execute, instance_columns, ms};
-use super::{PostgresStore, migrations, queries, schedules, stats, tasks};
+use super::{PostgresStore, migrations, queries, schedules, stats, tasks, workers};
 use crate::model::{Task, TaskStatus};
 use crate::store::*;
 use async_trait::async_trait;
@@ -415,35 +415,77 @@ impl Store for PostgresStore {
 
     async fn worker_apply(
         &self,
-        _specs: Vec<WorkerSpec>,
-        _now: DateTime<Utc>,
+        specs: Vec<WorkerSpec>,
+        now: DateTime<Utc>,
     ) -> StoreResult<WorkerApplyReport> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+        let (specs, channel) = (Arc::new(specs), self.channel.clone());
+        let schema: Arc<str> = self.schema.as_str().into();
+        self.write(body!(|tx, specs, channel, schema| {
+            let report = workers::apply(tx, &schema, &specs, now).await?;
+            let changed = !(report.added.is_empty()
+                && report.changed.is_empty()
+                && report.scaled.is_empty()
+                && report.removed.is_empty());
+            // Other instances' supervisors start, replace or stop replicas.
+            if changed {
+                notify(tx, &channel).await?;
+            }
+            Ok(report)
+        }))
+        .await
     }
 
     async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+        self.read(body!(|c| workers::list(c).await)).await
     }
 
-    async fn worker_get(&self, _name: &str) -> StoreResult<Option<WorkerRow>> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    async fn worker_get(&self, name: &str) -> StoreResult<Option<WorkerRow>> {
+        let name: Arc<str> = name.into();
+        self.read(body!(|c, name| workers::get(c, &name).await))
+            .await
     }
 
     async fn worker_control(
         &self,
-        _name: &str,
-        _control: WorkerControl,
-        _now: DateTime<Utc>,
+        name: &str,
+        control: WorkerControl,
+        now: DateTime<Utc>,
     ) -> StoreResult<Option<WorkerRow>> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+        let (name, channel) = (Arc::<str>::from(name), self.channel.clone());
+        let control = Arc::new(control);
+        // One UPDATE … RETURNING: a compare-and-set of one row.
+        self.write_rc(body!(|tx, name, control, channel| {
+            let row = workers::control(tx, &name, &control, now).await?;
+            // The instances running its replicas stop, start or replace them.
+            if row.is_some() {
+                notify(tx, &channel).await?;
+            }
+            Ok(row)
+        }))
+        .await
     }
 
-    async fn worker_replicas(&self, _name: Option<String>) -> StoreResult<Vec<Task>> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    async fn worker_replicas(&self, name: Option<String>) -> StoreResult<Vec<Task>> {
+        let name: Option<Arc<str>> = name.map(Into::into);
+        self.read(body!(|c, name| workers::replicas(c, name.as_deref()).await))
+            .await
     }
 
-    async fn worker_roll(&self, _name: &str, _task: Uuid, _replicas: u32) -> StoreResult<bool> {
-        Err(StoreError::Worker("workers: not yet on PostgreSQL".into()))
+    async fn worker_roll(&self, name: &str, task: Uuid, replicas: u32) -> StoreResult<bool> {
+        let (name, channel) = (Arc::<str>::from(name), self.channel.clone());
+        let schema: Arc<str> = self.schema.as_str().into();
+        // READ COMMITTED: the guarded UPDATE runs after the worker's lock is
+        // granted, on a snapshot that shows any roll that went first.
+        self.write_rc(body!(|tx, name, channel, schema| {
+            let stopped = workers::roll(tx, &schema, &name, task, replicas).await?;
+            // The instance running the replica learns of the stop request
+            // now rather than at its next poll (as for task_cancel).
+            if stopped {
+                notify(tx, &channel).await?;
+            }
+            Ok(stopped)
+        }))
+        .await
     }
 
     async fn schedule_apply(&self, p: ScheduleApplyParams) -> StoreResult<ApplyReport> {
