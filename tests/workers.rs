@@ -372,3 +372,59 @@ async fn replicas_of_an_instance_killed_with_9_move_to_the_other(backend: Backen
         wait_group_gone(old.pgid).await;
     }
 }
+
+on_both!(max_execution_time_restarts_replicas_gracefully);
+async fn max_execution_time_restarts_replicas_gracefully(backend: Backend) {
+    let p = Project::on(backend);
+    p.job("consume", CONSUMER);
+    p.schema(
+        "w.toml",
+        &worker("leaky", "consume", 1, "max_execution_time = \"700ms\""),
+    );
+    let _a = p.start("a", 2, &[]);
+    let store = p.store().await;
+    let first = wait_replicas(store.as_ref(), "leaky", 1).await;
+    let shown = wait_for("two time-limit restarts", WAIT, || async {
+        let shown = workers_json(&p, "leaky");
+        (shown["restarts"].as_u64() >= Some(2)).then_some(shown)
+    })
+    .await;
+    // A planned restart is no crash: back at once, no backoff, no crash loop.
+    assert_ne!(shown["state"], "crash-looping", "{shown}");
+    assert!(
+        shown["last_reasons"].to_string().contains("timeout after"),
+        "{shown}"
+    );
+    let old = store
+        .task_get(first[0].id)
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(
+        (old.status, old.reason.as_deref()),
+        (TaskStatus::Failed, Some("timeout"))
+    );
+    let log = std::fs::read_to_string(
+        p.path()
+            .join(".jobslot/logs")
+            .join(format!("{}.log", old.id)),
+    )
+    .unwrap_or_default();
+    assert!(log.contains("bye"), "SIGTERM first, then its grace: {log}");
+    let next = store
+        .task_list(jobslot::store::TaskListParams {
+            job: Some("consume".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    // Each replacement was due when its predecessor ended.
+    for pair in next.windows(2) {
+        let (newer, older) = (&pair[0], &pair[1]);
+        if let (Some(due), Some(ended)) = (newer.start_at, older.ended_at) {
+            let gap = (due - ended).num_milliseconds();
+            assert!(gap.abs() < 50, "replacement due {gap} ms after the end");
+        }
+    }
+}

@@ -47,12 +47,7 @@ pub async fn list(ctx: &Ctx) -> Result<i32> {
         .map(|q| {
             vec![
                 q.name.clone(),
-                if q.paused_at.is_some() {
-                    "paused"
-                } else {
-                    "active"
-                }
-                .to_string(),
+                crate::store::queue_state(q.paused_at).to_string(),
                 q.pending.to_string(),
                 q.due.to_string(),
                 q.running.to_string(),

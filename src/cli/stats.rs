@@ -47,12 +47,7 @@ pub async fn run(ctx: &Ctx) -> Result<i32> {
         .map(|q| {
             let mut r = vec![
                 q.name.clone(),
-                if q.paused_at.is_some() {
-                    "paused"
-                } else {
-                    "active"
-                }
-                .to_string(),
+                crate::store::queue_state(q.paused_at).to_string(),
             ];
             r.extend(
                 TaskStatus::ALL

@@ -43,6 +43,7 @@ pub fn stats_json_with(s: &StatsSnapshot, warnings: &[CapacityWarning]) -> Value
         .map(|q| {
             json!({
                 "queue": q.name,
+                "state": crate::store::queue_state(q.paused_at),
                 "paused": q.paused_at.is_some(),
                 "paused_at": q.paused_at.map(fmt_time),
                 "tasks": by_status(|st| q.tasks.get(&st).copied().unwrap_or(0)),

@@ -342,6 +342,15 @@ pub struct QueueStats {
     pub paused_at: Option<DateTime<Utc>>,
 }
 
+/// A queue's state as shown everywhere: `paused` while paused, else `active`.
+pub fn queue_state(paused_at: Option<DateTime<Utc>>) -> &'static str {
+    if paused_at.is_some() {
+        "paused"
+    } else {
+        "active"
+    }
+}
+
 impl QueueStats {
     /// An idle, active queue.
     pub fn new(name: &str) -> Self {
@@ -355,11 +364,16 @@ impl QueueStats {
         }
     }
 
+    /// `paused` or `active`.
+    pub fn state(&self) -> &'static str {
+        queue_state(self.paused_at)
+    }
+
     /// The queue as printed by `jobslot queues --json`.
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "queue": self.name,
-            "state": if self.paused_at.is_some() { "paused" } else { "active" },
+            "state": self.state(),
             "paused": self.paused_at.is_some(),
             "paused_at": self.paused_at.map(crate::model::fmt_time),
             "depth": self.pending,
