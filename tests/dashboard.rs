@@ -210,7 +210,8 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     );
     p.schema(
         "w.toml",
-        "[[workers]]\nname = \"inbox\"\njob = \"consume\"\nreplicas = 1\n",
+        "[[workers]]\nname = \"inbox\"\njob = \"consume\"\nreplicas = 1\n\n\
+         [[schedules]]\nname = \"hourly\"\njob = \"quick\"\nevery = \"1h\"\n",
     );
     p.set_env("JOBSLOT_API_TOKEN", TOKEN);
     let port = free_port();
@@ -446,6 +447,19 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     })
     .await;
     screenshot(&c, "tasks.png").await;
+
+    // Schedules: the hourly one ran at start; its next run is an hour away.
+    c.goto(&format!("{base}/#/schedules"))
+        .await
+        .expect("schedules page");
+    ready(&c, "schedules").await;
+    let row = "table#schedules tr[data-schedule=\"hourly\"]";
+    let text = wait_text(&c, row, "the schedule's last outcome", |t| {
+        t.contains("completed")
+    })
+    .await;
+    assert!(text.contains("quick"), "{text}");
+    screenshot(&c, "schedules.png").await;
 
     let errors = console_errors(&c, &driver).await;
     assert!(errors.is_empty(), "the browser console: {errors:#?}");
