@@ -730,6 +730,8 @@ function drawFailed(tbody, tasks) {
 }
 
 function reasonText(t) {
+  // A task that completed has no reason: exit 0 is what completed means.
+  if (t.status === "completed" && !t.reason) return "—";
   const bits = [];
   const reason = t.reason || "";
   if (reason) bits.push(reason);
