@@ -54,6 +54,28 @@ impl Checker<'_> {
         }
     }
 
+    /// `name` (valid) and `job`, which every `kind` entry needs.
+    fn name_and_job(
+        &mut self,
+        whole: &Spanned<()>,
+        kind: &str,
+        name: &Option<Spanned<String>>,
+        job: &Option<Spanned<String>>,
+    ) {
+        for (field, value) in [("name", name), ("job", job)] {
+            if value.is_none() {
+                let message = format!("missing: every {kind} needs a `{field}`");
+                self.fail(whole, field, message);
+            }
+        }
+        if let Some(name) = name
+            && !is_valid_name(name.get_ref())
+        {
+            let message = format!("invalid {kind} name {:?}: {NAME_RULE}", name.get_ref());
+            self.fail(name, "name", message);
+        }
+    }
+
     fn at_least_one(&mut self, v: &Spanned<i64>, field: &str) -> Option<u32> {
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 => Some(n),
@@ -216,21 +238,7 @@ pub(crate) fn check_schedule(
         failed: false,
     };
     let whole = Spanned::new(entry.span.clone(), ());
-    for (field, value) in [("name", &raw.name), ("job", &raw.job)] {
-        if value.is_none() {
-            c.fail(
-                &whole,
-                field,
-                format!("missing: every schedule needs a `{field}`"),
-            );
-        }
-    }
-    if let Some(name) = &raw.name
-        && !is_valid_name(name.get_ref())
-    {
-        let message = format!("invalid schedule name {:?}: {NAME_RULE}", name.get_ref());
-        c.fail(name, "name", message);
-    }
+    c.name_and_job(&whole, "schedule", &raw.name, &raw.job);
     let recurrence = recurrence(&mut c, entry, &whole);
     let args = match &raw.args {
         Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
@@ -430,21 +438,7 @@ pub(crate) fn check_worker(
         failed: false,
     };
     let whole = Spanned::new(entry.span.clone(), ());
-    for (field, value) in [("name", &raw.name), ("job", &raw.job)] {
-        if value.is_none() {
-            c.fail(
-                &whole,
-                field,
-                format!("missing: every worker needs a `{field}`"),
-            );
-        }
-    }
-    if let Some(name) = &raw.name
-        && !is_valid_name(name.get_ref())
-    {
-        let message = format!("invalid worker name {:?}: {NAME_RULE}", name.get_ref());
-        c.fail(name, "name", message);
-    }
+    c.name_and_job(&whole, "worker", &raw.name, &raw.job);
     let replicas = match &raw.replicas {
         Some(v) => match u32::try_from(*v.get_ref()) {
             Ok(n) if n <= 10_000 => Some(n),
@@ -459,25 +453,30 @@ pub(crate) fn check_worker(
     let mut backoff_initial = Worker::BACKOFF_INITIAL;
     let mut backoff_max = Worker::BACKOFF_MAX;
     if let Some(b) = &raw.restart_backoff {
-        let b = b.get_ref();
+        let (b, key) = (b.get_ref(), entry.key.key("restart_backoff"));
+        let mut bc = Checker {
+            source,
+            key: &key,
+            errors: &mut *c.errors,
+            failed: false,
+        };
         if let Some(v) = &b.initial {
-            let d = c.duration(v, "restart_backoff.initial", false);
+            let d = bc.duration(v, "initial", false);
             backoff_initial = d.unwrap_or(backoff_initial);
         }
         if let Some(v) = &b.max {
-            backoff_max = c
-                .duration(v, "restart_backoff.max", false)
-                .unwrap_or(backoff_max);
+            backoff_max = bc.duration(v, "max", false).unwrap_or(backoff_max);
             if backoff_max < backoff_initial {
                 let message = format!(
                     "must be at least restart_backoff.initial ({})",
                     crate::model::format_duration(backoff_initial)
                 );
-                c.fail(v, "restart_backoff.max", message);
+                bc.fail(v, "max", message);
             }
         } else {
             backoff_max = backoff_max.max(backoff_initial);
         }
+        c.failed |= bc.failed;
     }
     let healthy_after = match &raw.healthy_after {
         Some(v) => c.duration(v, "healthy_after", false),

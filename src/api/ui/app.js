@@ -582,11 +582,12 @@ function renderOverview(p, view) {
   p.every(3000, refresh);
 }
 
-async function queueAction(p, btn, refresh) {
-  const { action, queueName } = btn.dataset;
+/* A button's POST to the API, then a refresh; the button stays disabled
+   until the refresh redraws it, or comes back on error. */
+async function postAction(p, btn, path, refresh) {
   btn.disabled = true;
   try {
-    await api(`/api/queues/${encodeURIComponent(queueName)}/${action}`, { method: "POST", signal: p.signal });
+    await api(path, { method: "POST", signal: p.signal });
     setError("action", null);
     await refresh();
   } catch (e) {
@@ -595,17 +596,14 @@ async function queueAction(p, btn, refresh) {
   }
 }
 
-async function workerAction(p, btn, refresh) {
+function queueAction(p, btn, refresh) {
+  const { action, queueName } = btn.dataset;
+  return postAction(p, btn, `/api/queues/${encodeURIComponent(queueName)}/${action}`, refresh);
+}
+
+function workerAction(p, btn, refresh) {
   const { action, workerName } = btn.dataset;
-  btn.disabled = true;
-  try {
-    await api(`/api/workers/${encodeURIComponent(workerName)}/${action}`, { method: "POST", signal: p.signal });
-    setError("action", null);
-    await refresh();
-  } catch (e) {
-    reportError("action", e);
-    btn.disabled = false;
-  }
+  return postAction(p, btn, `/api/workers/${encodeURIComponent(workerName)}/${action}`, refresh);
 }
 
 const WORKER_STATES = { running: "alive", starting: "active", rolling: "active", "crash-looping": "gone", stopped: "paused" };

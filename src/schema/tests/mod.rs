@@ -5,6 +5,7 @@
 mod bad_jobs;
 mod bad_schedules;
 mod good;
+mod workers;
 
 use super::{SchemaError, SchemaSet, load};
 use std::fs;
