@@ -543,14 +543,22 @@ function renderOverview(p, view) {
   }
 
   let first = true;
+  // /api/stats reads every task and /api/timeline every task of the hour:
+  // they are asked for every fifth refresh (15 s; the charts are per
+  // minute), for capacity warnings, idle queues and the charts. Slots in use
+  // come from the running tasks at every refresh.
+  let lastStats = null, lastTl, round = 0;
   async function refresh() {
     const sig = { signal: p.signal };
+    const slow = round++ % 5 === 0;
+    const wantStats = slow || !lastStats;
+    const wantTl = slow || lastTl === undefined;
     const [instances, stats, qs_, run, timeline, fails, wk] = await Promise.allSettled([
       api("/api/instances", sig),
-      api("/api/stats", sig),
+      wantStats ? api("/api/stats", sig) : Promise.resolve(lastStats),
       api("/api/queues", sig),
-      api("/api/tasks?status=running&limit=100", sig),
-      apiOptional("/api/timeline?minutes=60", sig),
+      api("/api/tasks?status=running&limit=10000", sig),
+      wantTl ? apiOptional("/api/timeline?minutes=60", sig) : Promise.resolve(lastTl),
       api("/api/tasks?status=failed&limit=8", sig),
       apiOptional("/api/workers", sig),
     ]);
@@ -560,9 +568,13 @@ function renderOverview(p, view) {
     else setError("refresh", null);
 
     const st = stats.status === "fulfilled" ? stats.value : null;
+    if (st) lastStats = st;
     const tl = timeline.status === "fulfilled" ? timeline.value : undefined;
+    if (tl !== undefined) lastTl = tl;
     if (st) drawWarnings(warnings, st.capacity_warnings || []);
-    if (instances.status === "fulfilled") drawInstances(inst.tbody, instances.value, st);
+    if (instances.status === "fulfilled") {
+      drawInstances(inst.tbody, instances.value, run.status === "fulfilled" ? run.value : null);
+    }
     if (qs_.status === "fulfilled") drawQueues(queues.tbody, qs_.value, st, tl);
     if (run.status === "fulfilled") drawRunning(running.tbody, run.value);
     if (wk.status === "fulfilled" && Array.isArray(wk.value)) {
@@ -637,14 +649,16 @@ function drawWarnings(box, warnings) {
       w.pending ? ` (${w.pending} pending)` : "")));
 }
 
-function drawInstances(tbody, instances, stats) {
+function drawInstances(tbody, instances, running) {
+  // Slots in use: the slots of each instance's running tasks.
   const used = new Map();
-  for (const i of (stats && stats.instances) || []) used.set(i.id, i);
+  for (const t of running || []) {
+    if (t.instance_id) used.set(t.instance_id, (used.get(t.instance_id) || 0) + (t.slots || 0));
+  }
   const order = { alive: 0, stopped: 1, gone: 2 };
   const list = [...instances].sort((a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || a.name.localeCompare(b.name));
   const rows = list.map((i) => {
-    const st = used.get(i.id);
-    const n = i.state === "alive" && st ? st.slots_used : 0;
+    const n = i.state === "alive" ? used.get(i.id) || 0 : 0;
     return h("tr", { dataset: { key: i.id, instance: i.id }, class: i.state === "alive" ? "" : "dim" },
       h("td", null, h("a", { href: `#/tasks${qs({ instance: i.name })}`, text: i.name })),
       h("td", null, stateBadge(i.state)),

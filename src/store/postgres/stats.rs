@@ -118,7 +118,8 @@ pub async fn timeline_rows<C: GenericClient>(
         });
     }
     // Enter: max(created, due); leave: the earlier of start and end
-    // (GREATEST and LEAST skip NULLs).
+    // (GREATEST and LEAST skip NULLs). Only live tasks and those that ended
+    // within the window can have been pending in it: both read by status.
     let pending = query(
         c,
         "SELECT queue,
@@ -126,7 +127,11 @@ pub async fn timeline_rows<C: GenericClient>(
             (leave - $1) / $3 AS lb, COUNT(*)
          FROM (SELECT queue, GREATEST(created_at, due_at) AS enter,
                  LEAST(started_at, ended_at) AS leave
-               FROM tasks) t
+               FROM (SELECT queue, created_at, due_at, started_at, ended_at FROM tasks
+                     WHERE status IN ('pending', 'running', 'waiting')
+                     UNION ALL
+                     SELECT queue, created_at, due_at, started_at, ended_at FROM tasks
+                     WHERE status IN ('completed', 'failed', 'canceled') AND ended_at > $1) u) t
          WHERE enter <= $2 AND (leave IS NULL OR leave > $1)
          GROUP BY queue, eb, lb",
         &[&from, &now, &step],

@@ -123,14 +123,21 @@ pub fn timeline_rows(
             count: count(r.get(3)?),
         });
     }
-    // Enter: max(created, due); leave: the earlier of start and end.
+    // Enter: max(created, due); leave: the earlier of start and end. Only
+    // live tasks and those that ended within the window can have been
+    // pending in it: both sets are read through the status indexes, so the
+    // cost follows the backlog and the window, not the whole history.
     let mut stmt = c.prepare_cached(
         "SELECT queue,
             CASE WHEN enter < ?1 THEN -1 ELSE (enter - ?1) / ?3 END AS eb,
             (leave - ?1) / ?3 AS lb, COUNT(*)
          FROM (SELECT queue, MAX(created_at, COALESCE(due_at, created_at)) AS enter,
                  MIN(COALESCE(started_at, ended_at), COALESCE(ended_at, started_at)) AS leave
-               FROM tasks)
+               FROM (SELECT queue, created_at, due_at, started_at, ended_at FROM tasks
+                     WHERE status IN ('pending', 'running', 'waiting')
+                     UNION ALL
+                     SELECT queue, created_at, due_at, started_at, ended_at FROM tasks
+                     WHERE status IN ('completed', 'failed', 'canceled') AND ended_at > ?1))
          WHERE enter <= ?2 AND (leave IS NULL OR leave > ?1)
          GROUP BY queue, eb, lb",
     )?;
