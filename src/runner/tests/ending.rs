@@ -182,10 +182,14 @@ async fn leftover_cleanup_kills_only_processes_of_that_task() {
         .spawn()
         .expect("spawn group");
     let pgid = leader.id() as i32;
+    // Both background processes have exec'd with their tag (until then
+    // they are forked shells, in the group but without it).
     let tagged = || {
-        group_of(pgid).iter().any(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            group::environ_has(&env, "JOBSLOT_TASK_ID", "t-left")
+        ["t-left", "t-unrecorded"].iter().all(|tag| {
+            group_of(pgid).iter().any(|pid| {
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                group::environ_has(&env, "JOBSLOT_TASK_ID", tag)
+            })
         })
     };
     assert!(eventually(Duration::from_secs(5), tagged).await);
