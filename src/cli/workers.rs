@@ -42,13 +42,7 @@ pub async fn list(ctx: &Ctx) -> Result<i32> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|w| {
-            let v = w.to_json();
-            let instances: Vec<&str> = v["instances"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.as_str())
-                .collect();
+            let instances: Vec<&str> = w.instances().into_iter().collect();
             let last = w.last_reasons();
             let note = match (w.state(), &w.row.state_reason) {
                 ("stopped", Some(r)) => r.clone(),

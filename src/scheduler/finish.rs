@@ -111,18 +111,18 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             })
             .await;
             shared.wake.notify_one();
-            let replica_ends: Vec<_> = ended
+            // A replica that exited 100 stops its worker.
+            let done: Vec<_> = ended
                 .iter()
                 .zip(&applied)
-                .filter_map(|(e, status)| {
-                    let status = (*status)?;
+                .filter(|(e, status)| {
                     let (_, reason) = e.outcome.status_and_reason();
-                    super::workers::ReplicaState::of(&e.task)
-                        .map(|_| (e.task.clone(), status, reason))
+                    status.is_some_and(|s| super::workers::self_stopped(s, reason.as_deref()))
                 })
+                .filter_map(|(e, _)| super::workers::ReplicaState::of(&e.task))
                 .collect();
-            if !replica_ends.is_empty() {
-                super::workers::after_ends(&shared, &replica_ends).await;
+            if !done.is_empty() {
+                super::workers::stop_workers(&shared, &done).await;
             }
             // Parents that may be done: those that just began to wait, and
             // those of children that just ended.
@@ -317,11 +317,10 @@ pub async fn end_abandoned(
 ) -> crate::store::StoreResult<(Option<TaskStatus>, Option<DateTime<Utc>>)> {
     let policy = jobs.get(&task.job).map(|j| &j.retry);
     let retry = retry && super::workers::ReplicaState::of(task).is_none();
-    let next = next_for(store, jobs, task, TaskStatus::Failed, Some(&reason), now).await;
-    let plan = retry_plan(policy, task, retry, Some(reason), now);
+    let plan = retry_plan(policy, task, retry, Some(reason.clone()), now);
     let next = match plan.retry_at {
         Some(_) => None,
-        None => next,
+        None => next_for(store, jobs, task, TaskStatus::Failed, Some(&reason), now).await,
     };
     let applied = store
         .task_finish_many(vec![TaskFinishParams {

@@ -217,16 +217,10 @@ pub fn self_stopped(status: TaskStatus, reason: Option<&str>) -> bool {
     status == TaskStatus::Canceled && reason == Some("self-canceled")
 }
 
-/// After ends were written: a replica that exited 100 stops its worker and
-/// the worker's other replicas.
-pub(super) async fn after_ends(shared: &Shared, ended: &[(Task, TaskStatus, Option<String>)]) {
-    for (task, status, reason) in ended {
-        let Some(st) = ReplicaState::of(task) else {
-            continue;
-        };
-        if !self_stopped(*status, reason.as_deref()) {
-            continue;
-        }
+/// After their ends were written: replicas that exited 100 stop their
+/// workers and the workers' other replicas.
+pub(super) async fn stop_workers(shared: &Shared, done: &[ReplicaState]) {
+    for st in done {
         let why = format!(
             "replica {} exited 100 (the job says it is done)",
             st.replica
@@ -284,6 +278,17 @@ pub async fn control(
     Ok(Some((row, stopped)))
 }
 
+/// Live replicas grouped by worker, each with its state.
+fn by_worker(live: Vec<Task>) -> BTreeMap<String, Vec<(ReplicaState, Task)>> {
+    let mut out: BTreeMap<String, Vec<(ReplicaState, Task)>> = BTreeMap::new();
+    for t in live {
+        if let Some(st) = ReplicaState::of(&t) {
+            out.entry(st.worker.clone()).or_default().push((st, t));
+        }
+    }
+    out
+}
+
 /// One reconciliation pass (every instance runs one per tick).
 pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
     let store = shared.store.as_ref();
@@ -293,15 +298,7 @@ pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
         return Ok(());
     }
     let now = Utc::now();
-    let mut by_worker: BTreeMap<String, Vec<(ReplicaState, Task)>> = BTreeMap::new();
-    for t in live {
-        if let Some(st) = ReplicaState::of(&t) {
-            by_worker
-                .entry(st.worker.clone())
-                .or_default()
-                .push((st, t));
-        }
-    }
+    let by_worker = by_worker(live);
     // Replicas whose instance's heartbeat proves it gone.
     let gone: BTreeSet<Uuid> = if by_worker
         .values()
@@ -321,19 +318,17 @@ pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
     let rows: BTreeMap<&str, &WorkerRow> =
         workers.iter().map(|w| (w.spec.name.as_str(), w)).collect();
     for (name, replicas) in &by_worker {
-        let Some(w) = rows.get(name.as_str()).copied() else {
-            // No longer in the schema.
+        // No longer in the schema, or stopped: every replica goes.
+        let Some(w) = rows
+            .get(name.as_str())
+            .copied()
+            .filter(|w| w.state == WorkerState::Active)
+        else {
             for (_, t) in replicas {
                 let _ = store.task_cancel(t.id, now).await;
             }
             continue;
         };
-        if w.state == WorkerState::Stopped {
-            for (_, t) in replicas {
-                let _ = store.task_cancel(t.id, now).await;
-            }
-            continue;
-        }
         for (st, t) in replicas {
             if st.replica >= w.spec.replicas {
                 let _ = store.task_cancel(t.id, now).await;
@@ -428,15 +423,11 @@ impl WorkerStatus {
     /// Reads every worker with its live replicas.
     pub async fn list(store: &dyn Store) -> Result<Vec<WorkerStatus>, StoreError> {
         let workers = store.worker_list().await?;
-        let live = store.worker_replicas(None).await?;
+        let mut live = by_worker(store.worker_replicas(None).await?);
         Ok(workers
             .into_iter()
             .map(|row| {
-                let replicas = live
-                    .iter()
-                    .filter_map(|t| ReplicaState::of(t).map(|st| (st, t.clone())))
-                    .filter(|(st, _)| st.worker == row.spec.name)
-                    .collect();
+                let replicas = live.remove(&row.spec.name).unwrap_or_default();
                 WorkerStatus { row, replicas }
             })
             .collect())
@@ -493,15 +484,18 @@ impl WorkerStatus {
             .collect()
     }
 
-    /// As `jobslot workers --json` prints it.
-    pub fn to_json(&self) -> Value {
-        let s = &self.row.spec;
-        let instances: BTreeSet<&str> = self
-            .replicas
+    /// The instances running its replicas, by name.
+    pub fn instances(&self) -> BTreeSet<&str> {
+        self.replicas
             .iter()
             .filter(|(_, t)| t.status == TaskStatus::Running)
             .filter_map(|(_, t)| t.instance.as_deref())
-            .collect();
+            .collect()
+    }
+
+    /// As `jobslot workers --json` prints it.
+    pub fn to_json(&self) -> Value {
+        let s = &self.row.spec;
         json!({
             "name": s.name,
             "job": s.job,
@@ -512,7 +506,7 @@ impl WorkerStatus {
             "replicas_live": self.replicas.len(),
             "restarts": self.restarts(),
             "generation": self.row.generation,
-            "instances": instances,
+            "instances": self.instances(),
             "last_reasons": self.last_reasons(),
             "replicas": self.replicas.iter().map(|(st, t)| json!({
                 "replica": st.replica,

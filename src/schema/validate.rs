@@ -76,6 +76,17 @@ impl Checker<'_> {
         }
     }
 
+    /// `args` as JSON (`{}` when absent).
+    fn args(&mut self, args: &Option<Spanned<toml::Value>>) -> Value {
+        match args {
+            Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
+                self.fail(v, "args", why);
+                Value::Null
+            }),
+            None => Value::Object(Default::default()),
+        }
+    }
+
     fn at_least_one(&mut self, v: &Spanned<i64>, field: &str) -> Option<u32> {
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 => Some(n),
@@ -240,13 +251,7 @@ pub(crate) fn check_schedule(
     let whole = Spanned::new(entry.span.clone(), ());
     c.name_and_job(&whole, "schedule", &raw.name, &raw.job);
     let recurrence = recurrence(&mut c, entry, &whole);
-    let args = match &raw.args {
-        Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
-            c.fail(v, "args", why);
-            Value::Null
-        }),
-        None => Value::Object(Default::default()),
-    };
+    let args = c.args(&raw.args);
     if let Some(k) = &raw.unique_key
         && (k.get_ref().trim().is_empty() || k.get_ref().len() > 200)
     {
@@ -486,13 +491,7 @@ pub(crate) fn check_worker(
         Some(v) => c.duration(v, "max_execution_time", true).map(Some),
         None => Some(None),
     };
-    let args = match &raw.args {
-        Some(v) => toml_to_json(v.get_ref()).unwrap_or_else(|why| {
-            c.fail(v, "args", why);
-            Value::Null
-        }),
-        None => Value::Object(Default::default()),
-    };
+    let args = c.args(&raw.args);
     match (
         &raw.name,
         &raw.job,

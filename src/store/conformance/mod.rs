@@ -80,7 +80,9 @@ pub use tasks::{
     task_insert_round_trips_every_field, task_list_filters_newest_first,
 };
 pub use timeline::timeline_counts_ended_and_pending_per_minute;
-pub use workers::{worker_apply_tracks_generations_and_state, worker_replicas_and_rolling_step};
+pub use workers::{
+    worker_apply_tracks_generations_and_state, worker_replicas_and_rolling_step, worker_spec,
+};
 pub use workflows::{
     ending_a_parent_failed_or_canceled_cancels_its_open_children,
     expire_requests_reach_the_instance_holding_the_task,

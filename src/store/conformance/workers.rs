@@ -9,7 +9,9 @@ use crate::store::{NewTask, WorkerControl, WorkerSpec, WorkerState, replica_key}
 use serde_json::json;
 use std::time::Duration;
 
-fn spec(name: &str, replicas: u32) -> WorkerSpec {
+/// A worker of job `consume` with short backoffs, for the cases.
+#[doc(hidden)]
+pub fn worker_spec(name: &str, replicas: u32) -> WorkerSpec {
     WorkerSpec {
         name: name.to_string(),
         job: "consume".to_string(),
@@ -43,18 +45,18 @@ pub async fn worker_apply_tracks_generations_and_state(h: &dyn Harness) {
     let s = &*store;
     let t0 = now_ms();
     let r = s
-        .worker_apply(vec![spec("a", 2), spec("b", 1)], t0)
+        .worker_apply(vec![worker_spec("a", 2), worker_spec("b", 1)], t0)
         .await
         .expect("apply");
     assert_eq!(r.added, vec!["a", "b"]);
     let a = s.worker_get("a").await.expect("get").expect("a");
     assert_eq!(
         (a.generation, a.state, a.spec.clone()),
-        (1, WorkerState::Active, spec("a", 2))
+        (1, WorkerState::Active, worker_spec("a", 2))
     );
     // The same again: nothing changes.
     let r = s
-        .worker_apply(vec![spec("a", 2), spec("b", 1)], t0)
+        .worker_apply(vec![worker_spec("a", 2), worker_spec("b", 1)], t0)
         .await
         .expect("apply");
     assert!(
@@ -64,10 +66,10 @@ pub async fn worker_apply_tracks_generations_and_state(h: &dyn Harness) {
     // Args change: a new generation. Replicas alone: scaled, same generation.
     let changed = WorkerSpec {
         args: json!({"topic": "refunds"}),
-        ..spec("a", 2)
+        ..worker_spec("a", 2)
     };
     let r = s
-        .worker_apply(vec![changed.clone(), spec("b", 3)], t0 + secs(1))
+        .worker_apply(vec![changed.clone(), worker_spec("b", 3)], t0 + secs(1))
         .await
         .expect("apply");
     assert_eq!(
@@ -92,7 +94,7 @@ pub async fn worker_apply_tracks_generations_and_state(h: &dyn Harness) {
         (w.state, w.state_reason.as_deref()),
         (WorkerState::Stopped, Some("by hand"))
     );
-    s.worker_apply(vec![changed.clone(), spec("b", 3)], t0 + secs(2))
+    s.worker_apply(vec![changed.clone(), worker_spec("b", 3)], t0 + secs(2))
         .await
         .expect("apply");
     let w = s.worker_get("a").await.expect("get").expect("a");
@@ -123,7 +125,10 @@ pub async fn worker_apply_tracks_generations_and_state(h: &dyn Harness) {
         None
     );
     // Removed from the schema: deleted.
-    let r = s.worker_apply(vec![spec("b", 3)], t0).await.expect("apply");
+    let r = s
+        .worker_apply(vec![worker_spec("b", 3)], t0)
+        .await
+        .expect("apply");
     assert_eq!(r.removed, vec!["a"]);
     assert!(s.worker_get("a").await.expect("get").is_none());
 }
@@ -137,7 +142,7 @@ pub async fn worker_replicas_and_rolling_step(h: &dyn Harness) {
     let s = &*store;
     let t0 = now_ms();
     let me = Worker::new("replica-host");
-    s.worker_apply(vec![spec("w", 2), spec("w2", 1)], t0)
+    s.worker_apply(vec![worker_spec("w", 2), worker_spec("w2", 1)], t0)
         .await
         .expect("apply");
     let r0 = insert(s, replica("w", 0, t0 - secs(1))).await;

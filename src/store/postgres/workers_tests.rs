@@ -3,29 +3,10 @@
 //! once, and several instances taking a rolling step of one worker at once.
 
 use super::test_support::TestSchema;
-use crate::store::conformance::{new_task, now_ms};
+use crate::store::conformance::{new_task, now_ms, worker_spec as spec};
 use crate::store::{NewTask, Store, TaskClaimParams, WorkerSpec, replica_key};
-use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
-
-fn spec(name: &str, replicas: u32) -> WorkerSpec {
-    WorkerSpec {
-        name: name.to_string(),
-        job: "consume".to_string(),
-        replicas,
-        args: json!({}),
-        queue: "default".to_string(),
-        priority: 0,
-        slots: 1,
-        max_execution_time: None,
-        kill_grace: Duration::from_secs(2),
-        backoff_initial: Duration::from_millis(100),
-        backoff_max: Duration::from_secs(5),
-        healthy_after: Duration::from_secs(10),
-    }
-}
 
 async fn stores(schema: &TestSchema, n: usize) -> Vec<Arc<dyn Store>> {
     let mut out: Vec<Arc<dyn Store>> = Vec::new();
