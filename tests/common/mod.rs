@@ -1,6 +1,7 @@
 //! Test helpers: temporary projects, real `jobslot` processes, waits with deadlines.
 #![allow(dead_code)]
 pub mod http;
+pub mod procs;
 pub mod s3;
 
 use jobslot::model::{Task, TaskStatus};
