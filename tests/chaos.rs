@@ -68,7 +68,8 @@ fn schema() -> String {
          retry = {{ max_attempts = 50, backoff = \"100ms\", max_backoff = \"1s\" }}\n\
          # an orphaned task (its instance died) is retried: the default, said here\n\
          retry_on_orphan = true\n\n\
-         [jobs.{WORKER_JOB}]\nkill_grace = \"{}ms\"\n\n\
+         # replicas first, so a replacement never waits behind the backlog\n\
+         [jobs.{WORKER_JOB}]\nkill_grace = \"{}ms\"\npriority = 10\n\n\
          [[workers]]\nname = \"spin\"\njob = \"{WORKER_JOB}\"\nreplicas = {REPLICAS}\n\
          restart_backoff = {{ initial = \"100ms\", max = \"1s\" }}\n",
         KILL_GRACE.as_millis(),
@@ -129,6 +130,10 @@ struct Replicas {
     excess: Vec<(u64, usize)>,
     /// The last sample's live count.
     last: usize,
+    /// Samples that found exactly `REPLICAS`.
+    full: u64,
+    /// Each change of the counts: (ms since start, live, stopped, pids).
+    changes: Vec<(u64, usize, usize, Vec<i32>)>,
 }
 
 /// Counts the worker's live replica processes every ~25 ms on a thread of its
@@ -151,6 +156,12 @@ impl Sampler {
                 let running = live.len() - stopped;
                 r.samples += 1;
                 r.last = running;
+                r.full += u64::from(running == REPLICAS);
+                if r.changes.last().is_none_or(|c| (c.1, c.2) != (running, stopped))
+                    && r.changes.len() < 2000
+                {
+                    r.changes.push((ms_since(t0), running, stopped, live.clone()));
+                }
                 r.max_live = r.max_live.max(running);
                 r.max_with_stopped = r.max_with_stopped.max(live.len());
                 if outside {
@@ -286,9 +297,13 @@ struct Faults {
     pauses_seen: u32,
     /// Processes stopped by all pauses together.
     frozen_procs: usize,
+    /// Worker replicas among them.
+    replicas_frozen: usize,
     starts: u32,
     /// Instances that exited on their own: (name, status).
     exited: Vec<(String, String)>,
+    /// What happened when: (ms since start, what).
+    events: Vec<(u64, String)>,
 }
 
 /// The instances, and what the faults did to them. Dropping it (even in a
@@ -315,6 +330,10 @@ impl<'a> Cluster<'a> {
             hosts,
             faults: Faults::default(),
         }
+    }
+
+    fn event(&mut self, what: String) {
+        self.faults.events.push((ms_since(self.t0), what));
     }
 
     /// Opens the fencing window from now on (before the fault acts).
@@ -347,7 +366,9 @@ impl<'a> Cluster<'a> {
             Hosts::Distinct => start_on_host(self.p, &name, &format!("chaos-host-{i}"), &args),
         });
         slot.restart_at = None;
+        let pid = slot.inst.as_ref().map(Instance::pid);
         self.faults.starts += 1;
+        self.event(format!("start {name} pid {pid:?}"));
     }
 
     fn kill(&mut self, i: usize, rng: &mut Rng) {
@@ -356,6 +377,7 @@ impl<'a> Cluster<'a> {
         };
         self.open_window();
         let _ = inst.child.kill();
+        self.event(format!("kill -9 {}", inst.name));
         self.faults.kills += 1;
         if inst
             .child
@@ -372,6 +394,15 @@ impl<'a> Cluster<'a> {
             return;
         };
         let frozen = freeze_tree(pid);
+        let replicas = job_leaders(WORKER_JOB).0;
+        let caught = frozen.iter().filter(|p| replicas.contains(p)).count();
+        self.faults.replicas_frozen += caught;
+        let name = self.slots[i].inst.as_ref().map(|i| i.name.clone());
+        self.event(format!(
+            "pause {name:?}: {} processes, replicas {:?}",
+            frozen.len(),
+            frozen.iter().filter(|p| replicas.contains(p)).collect::<Vec<_>>()
+        ));
         self.faults.pauses += 1;
         self.faults.frozen_procs += frozen.len();
         let seen = Instant::now();
@@ -389,6 +420,8 @@ impl<'a> Cluster<'a> {
         if let Some((frozen, _)) = self.slots[i].frozen.take() {
             self.open_window();
             thaw(&frozen);
+            let name = self.slots[i].inst.as_ref().map(|i| i.name.clone());
+            self.event(format!("resume {name:?}"));
         }
     }
 
@@ -519,15 +552,28 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
 
     // The tasks, due one after another over most of the chaos, so faults hit
     // them all along (each sleeps 20-300 ms).
-    let base = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let base = chrono::Utc::now() + chrono::Duration::seconds(3);
     let spread = secs.mul_f64(0.9).as_millis() as i64;
     let inserting = Instant::now();
+    let mut batches: Vec<Vec<_>> = (0..8).map(|_| Vec::new()).collect();
     for i in 0..TASKS {
         let mut t = new_task(JOB, json!({ "ms": rng.range(20, 300) }));
         t.max_execution_time = Duration::from_secs(5);
         t.kill_grace = KILL_GRACE;
         t.due_at = base + chrono::Duration::milliseconds(spread * i as i64 / TASKS as i64);
-        store.task_insert(t).await.expect("insert");
+        batches[i % 8].push(t);
+    }
+    let mut inserts = tokio::task::JoinSet::new();
+    for batch in batches {
+        let store = store.clone();
+        inserts.spawn(async move {
+            for t in batch {
+                store.task_insert(t).await.expect("insert");
+            }
+        });
+    }
+    while let Some(done) = inserts.join_next().await {
+        done.expect("insert batch");
     }
     eprintln!("inserted {TASKS} tasks in {:?}", inserting.elapsed());
 
@@ -589,6 +635,12 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
     let runs = lines(&p.path().join("runs"));
     let violations = lines(&p.path().join("violations"));
     let f = &cluster.faults;
+    // What the instances' logs say they did.
+    let logs: String = (0..INSTANCES)
+        .flat_map(|i| (1..=cluster.slots[i].generation).map(move |g| format!("i{i}g{g}")))
+        .map(|name| p.stderr_of(&name))
+        .collect();
+    let said = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
     eprintln!(
         "chaos {backend:?} figures (seed {seed}, {hosts:?} hosts):\n\
          \x20 tasks {} of {TASKS}: completed {completed}, failed {}, canceled {canceled}, \
@@ -596,9 +648,11 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
          \x20 attempts beyond the first {extra_attempts}, runs started {}, \
          concurrent runs of one attempt {}\n\
          \x20 faults in {chaos_took:?}: kills {} (seen dead {}), pauses {} (seen stopped {}, \
-         {} processes frozen), instance starts {}, exited on their own {:?}\n\
+         {} processes frozen, {} of them replicas), instance starts {}, exited on their own {:?}\n\
+         \x20 logs: tasks failed as orphaned {}, replicas of gone instances replaced {}, \
+         errors {}; tasks ran on hosts {}\n\
          \x20 worker ({REPLICAS} replicas, fencing window {FENCE_WINDOW:?}): max live {} \
-         (counting stopped {}), max outside the window {}, {} samples, back at {REPLICAS}: {}",
+         (counting stopped {}), max outside the window {}, {} samples ({}% at {REPLICAS}), back at {REPLICAS}: {}",
         tasks.len(),
         failed.len(),
         open.len(),
@@ -609,12 +663,18 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
         f.pauses,
         f.pauses_seen,
         f.frozen_procs,
+        f.replicas_frozen,
         f.starts,
         f.exited,
+        said("task failed as orphaned"),
+        said("replica of a gone instance replaced"),
+        said(" ERROR "),
+        histogram(tasks.iter(), |t| t.host.clone().unwrap_or_default()),
         replicas.max_live,
         replicas.max_with_stopped,
         replicas.max_outside,
         replicas.samples,
+        replicas.full * 100 / replicas.samples.max(1),
         replicas_back
     );
     if !failed.is_empty() {
@@ -647,6 +707,18 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
             "  replicas above {REPLICAS} outside the window (ms since start, count): {:?}",
             replicas.excess
         );
+    }
+
+    if std::env::var_os("JOBSLOT_CHAOS_TRACE").is_some() || replicas.max_outside > REPLICAS {
+        let mut timeline: Vec<(u64, String)> = f.events.clone();
+        timeline.extend(replicas.changes.iter().map(|(ms, live, stopped, pids)| {
+            (*ms, format!("replicas: {live} live, {stopped} stopped {pids:?}"))
+        }));
+        timeline.sort_by_key(|e| e.0);
+        eprintln!("  timeline (ms since start):");
+        for (ms, what) in timeline {
+            eprintln!("    {ms:>6} {what}");
+        }
     }
 
     // The test's own faults happened, and it saw the worker.
