@@ -393,15 +393,19 @@ impl<'a> Cluster<'a> {
         let Some(pid) = self.slots[i].inst.as_ref().map(Instance::pid) else {
             return;
         };
+        let at = ms_since(self.t0);
         let frozen = freeze_tree(pid);
         let replicas = job_leaders(WORKER_JOB).0;
         let caught = frozen.iter().filter(|p| replicas.contains(p)).count();
         self.faults.replicas_frozen += caught;
         let name = self.slots[i].inst.as_ref().map(|i| i.name.clone());
-        self.event(format!(
-            "pause {name:?}: {} processes, replicas {:?}",
-            frozen.len(),
-            frozen.iter().filter(|p| replicas.contains(p)).collect::<Vec<_>>()
+        self.faults.events.push((
+            at,
+            format!(
+                "pause {name:?}: {} processes, replicas {:?}",
+                frozen.len(),
+                frozen.iter().filter(|p| replicas.contains(p)).collect::<Vec<_>>()
+            ),
         ));
         self.faults.pauses += 1;
         self.faults.frozen_procs += frozen.len();
