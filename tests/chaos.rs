@@ -6,8 +6,11 @@
 //! every task completed (none lost, none failed), no attempt ran twice at the
 //! same time (the job's own lock tells), and outside the fencing window that
 //! follows each fault the worker never had more live replica processes than
-//! its count. It prints its figures (`cargo test --test chaos -- --nocapture`);
-//! `JOBSLOT_CHAOS_SEED` replays a run's choices.
+//! its count. On PostgreSQL each instance runs under a host name of its own,
+//! as a fleet does (`JOBSLOT_CHAOS_HOSTS`, see `hosts`). It prints its figures
+//! (`cargo test --test chaos -- --nocapture`; `JOBSLOT_CHAOS_TRACE=1` adds a
+//! timeline of faults and replica counts); `JOBSLOT_CHAOS_SEED` replays a run's
+//! choices.
 
 mod common;
 use common::procs::{freeze_tree, job_leaders, kill_all_in, kill_tree, proc_stat, thaw};
