@@ -160,10 +160,13 @@ impl Sampler {
                 r.samples += 1;
                 r.last = running;
                 r.full += u64::from(running == REPLICAS);
-                if r.changes.last().is_none_or(|c| (c.1, c.2) != (running, stopped))
+                if r.changes
+                    .last()
+                    .is_none_or(|c| (c.1, c.2) != (running, stopped))
                     && r.changes.len() < 2000
                 {
-                    r.changes.push((ms_since(t0), running, stopped, live.clone()));
+                    r.changes
+                        .push((ms_since(t0), running, stopped, live.clone()));
                 }
                 r.max_live = r.max_live.max(running);
                 r.max_with_stopped = r.max_with_stopped.max(live.len());
@@ -407,7 +410,10 @@ impl<'a> Cluster<'a> {
             format!(
                 "pause {name:?}: {} processes, replicas {:?}",
                 frozen.len(),
-                frozen.iter().filter(|p| replicas.contains(p)).collect::<Vec<_>>()
+                frozen
+                    .iter()
+                    .filter(|p| replicas.contains(p))
+                    .collect::<Vec<_>>()
             ),
         ));
         self.faults.pauses += 1;
@@ -459,11 +465,13 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Faults at random every 1-3 s for `secs`: the first a kill, the second
-    /// a pause, then either at even odds, each on an instance that is up.
+    /// Faults at random every 1-3 s for `secs` (the first within 1 s): the
+    /// first a kill, the second a pause, then either at even odds, each on an
+    /// instance that is up.
     fn chaos(&mut self, secs: Duration, rng: &mut Rng) {
         let end = Instant::now() + secs;
-        let mut next = Instant::now() + rng.millis(1000, 3000);
+        // The first soon, so that even a short run has a kill and a pause.
+        let mut next = Instant::now() + rng.millis(300, 1000);
         let mut n = 0u32;
         while Instant::now() < end {
             let now = Instant::now();
@@ -480,7 +488,7 @@ impl<'a> Cluster<'a> {
                     let kill = match n {
                         0 => true,
                         1 => false,
-                        _ => rng.next() % 2 == 0,
+                        _ => rng.next().is_multiple_of(2),
                     };
                     if kill {
                         self.kill(i, rng);
@@ -546,6 +554,10 @@ fn histogram<'t>(tasks: impl Iterator<Item = &'t Task>, key: impl Fn(&Task) -> S
 on_both!(faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker);
 async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(backend: Backend) {
     let secs = Duration::from_secs(env_u64("JOBSLOT_CHAOS_SECS").unwrap_or(60));
+    assert!(
+        secs >= Duration::from_secs(5),
+        "JOBSLOT_CHAOS_SECS: at least 5, for a kill and a pause"
+    );
     let seed = env_u64("JOBSLOT_CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -687,7 +699,10 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
     if !failed.is_empty() {
         eprintln!(
             "  failed by reason: {}",
-            histogram(failed.iter().copied(), |t| t.reason.clone().unwrap_or_default())
+            histogram(failed.iter().copied(), |t| t
+                .reason
+                .clone()
+                .unwrap_or_default())
         );
     }
     if !open.is_empty() {
@@ -719,7 +734,10 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
     if std::env::var_os("JOBSLOT_CHAOS_TRACE").is_some() || replicas.max_outside > REPLICAS {
         let mut timeline: Vec<(u64, String)> = f.events.clone();
         timeline.extend(replicas.changes.iter().map(|(ms, live, stopped, pids)| {
-            (*ms, format!("replicas: {live} live, {stopped} stopped {pids:?}"))
+            (
+                *ms,
+                format!("replicas: {live} live, {stopped} stopped {pids:?}"),
+            )
         }));
         timeline.sort_by_key(|e| e.0);
         eprintln!("  timeline (ms since start):");
