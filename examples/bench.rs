@@ -347,6 +347,7 @@ async fn claim_throughput(label: &str, url_for: impl Fn(usize) -> String) -> Res
                             limit: 8,
                             now: chrono::Utc::now(),
                             starvation_after: None,
+                            log_prefix: None,
                         })
                         .await;
                     match got {

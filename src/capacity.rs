@@ -160,6 +160,7 @@ mod tests {
             heartbeat_at: now,
             stopped_at: None,
             heartbeat_interval: Duration::from_secs(5),
+            clock_offset_ms: 0,
         }
     }
 

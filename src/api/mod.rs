@@ -376,8 +376,9 @@ async fn resume_queue(
 }
 
 async fn instances(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>> {
-    let now = chrono::Utc::now();
-    let list = state.client.store().instance_list().await?;
+    let store = state.client.store();
+    let now = store.db_now().await.unwrap_or_else(|_| chrono::Utc::now());
+    let list = store.instance_list().await?;
     Ok(Json(Value::Array(
         list.iter()
             .map(|i| {
@@ -391,6 +392,7 @@ async fn instances(State(state): State<Arc<ApiState>>) -> ApiResult<Json<Value>>
                     "state": i.state(now),
                     "started_at": fmt_time(i.started_at),
                     "heartbeat_at": fmt_time(i.heartbeat_at),
+                    "clock_offset_ms": i.clock_offset_ms,
                     "stopped_at": i.stopped_at.map(fmt_time),
                 })
             })

@@ -347,6 +347,7 @@ async fn claim_all(f: &Fixture) {
             limit: 100,
             now: chrono::Utc::now(),
             starvation_after: None,
+            log_prefix: None,
         })
         .await
         .expect("claim");

@@ -37,11 +37,36 @@ async fn running(store: &dyn Store) -> Result<Vec<Task>> {
         .await?)
 }
 
+/// The warning for an instance whose host clock is off by more than a
+/// second from the database's, if it is.
+pub fn clock_warning(i: &Instance) -> Option<String> {
+    let off = i.clock_offset_ms;
+    (i.stopped_at.is_none()
+        && off.unsigned_abs() > crate::scheduler::clock::OFFSET_WARNING.as_millis() as u64)
+        .then(|| {
+            format!(
+                "the clock of instance {} ({}) is {:.1} s {} the database's",
+                i.name,
+                i.host,
+                off.unsigned_abs() as f64 / 1000.0,
+                if off > 0 { "ahead of" } else { "behind" }
+            )
+        })
+}
+
+/// The CLOCK column: the host clock's offset from the database's.
+fn clock_column(i: &Instance) -> String {
+    let off = i.clock_offset_ms as f64 / 1000.0;
+    let mark = if clock_warning(i).is_some() { " !" } else { "" };
+    format!("{off:+.1}s{mark}")
+}
+
 /// `jobslot instances`: each instance with its state, slots in use and
 /// heartbeat age, newest first.
 pub async fn instances(ctx: &Ctx) -> Result<i32> {
     let store = ctx.store().await?;
-    let now = Utc::now();
+    // Heartbeats are dated by the database's clock: judge them by it.
+    let now = store.db_now().await.unwrap_or_else(|_| Utc::now());
     let list = store.instance_list().await?;
     let tasks = running(store.as_ref()).await?;
     let mut used: HashMap<Uuid, (u32, usize)> = HashMap::new();
@@ -77,6 +102,8 @@ pub async fn instances(ctx: &Ctx) -> Result<i32> {
                     "heartbeat_at": fmt_time(i.heartbeat_at),
                     "heartbeat_age_ms": (now - i.heartbeat_at).num_milliseconds().max(0),
                     "heartbeat_interval_ms": i.heartbeat_interval.as_millis() as u64,
+                    "clock_offset_ms": i.clock_offset_ms,
+                    "clock_warning": clock_warning(i),
                     "stopped_at": i.stopped_at.map(fmt_time),
                 })
             })
@@ -102,6 +129,7 @@ pub async fn instances(ctx: &Ctx) -> Result<i32> {
                     "{:.1}s ago",
                     (now - i.heartbeat_at).num_milliseconds().max(0) as f64 / 1000.0
                 ),
+                clock_column(i),
             ]
         })
         .collect();
@@ -114,9 +142,15 @@ pub async fn instances(ctx: &Ctx) -> Result<i32> {
             "HOST:PID",
             "STARTED",
             "HEARTBEAT",
+            "CLOCK",
         ],
         &table,
     );
+    for i in &rows {
+        if let Some(w) = clock_warning(&i.0) {
+            eprintln!("warning: {w}");
+        }
+    }
     Ok(0)
 }
 

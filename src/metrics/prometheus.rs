@@ -79,6 +79,7 @@ pub fn render(s: &StatsSnapshot, warnings: &[CapacityWarning]) -> String {
         "Groups of pending tasks (same job, queue and slots) that no live instance can run.",
     );
     e.sample("jobslot_capacity_warnings", &[], warnings.len() as f64);
+    ownership(&mut e);
     e.family(
         "jobslot_unrunnable_tasks",
         "gauge",
@@ -96,6 +97,39 @@ pub fn render(s: &StatsSnapshot, warnings: &[CapacityWarning]) -> String {
         );
     }
     e.out
+}
+
+/// The ownership and fencing counts of the instance in this process
+/// (`jobslot run`; zero in `jobslot serve`, which runs none).
+fn ownership(e: &mut Exposition) {
+    use std::sync::atomic::Ordering;
+    let c = &crate::scheduler::COUNTERS;
+    let counters = [
+        (
+            "jobslot_ownership_released_total",
+            "Tasks the database said this instance held but it was not running (a claim's answer lost), put back to pending without using an attempt.",
+            &c.released,
+        ),
+        (
+            "jobslot_ownership_lost_total",
+            "Tasks the database said this instance held whose process it had lost, ended as lost.",
+            &c.lost,
+        ),
+        (
+            "jobslot_ownership_stopped_total",
+            "Processes this instance stopped because the database no longer said it held their task.",
+            &c.unheld_stopped,
+        ),
+        (
+            "jobslot_fenced_total",
+            "Times this instance fenced itself: no heartbeat recorded for two intervals, so it stopped its worker replicas.",
+            &c.fenced,
+        ),
+    ];
+    for (name, help, v) in counters {
+        e.family(name, "counter", help);
+        e.sample(name, &[], v.load(Ordering::Relaxed) as f64);
+    }
 }
 
 fn tasks(e: &mut Exposition, s: &StatsSnapshot) {
@@ -238,7 +272,7 @@ fn instances(e: &mut Exposition, s: &StatsSnapshot) {
         );
     }
     type Figure = fn(&crate::store::InstanceFigures) -> f64;
-    let figures: [(&str, &str, &str, Figure); 5] = [
+    let figures: [(&str, &str, &str, Figure); 6] = [
         (
             "jobslot_instance_up",
             "1 while the instance is alive (heartbeating), 0 once gone or stopped.",
@@ -268,6 +302,12 @@ fn instances(e: &mut Exposition, s: &StatsSnapshot) {
             "Seconds since the instance's last heartbeat.",
             "gauge",
             |f| f.heartbeat_age,
+        ),
+        (
+            "jobslot_instance_clock_offset_seconds",
+            "How far the instance's host clock was from the database's at its last heartbeat (positive: ahead); jobslot dates everything by the database's clock, but past 1 s the host's time service needs a look.",
+            "gauge",
+            |f| f.instance.clock_offset_ms as f64 / 1000.0,
         ),
     ];
     for (name, help, kind, figure) in figures {

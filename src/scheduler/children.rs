@@ -73,7 +73,7 @@ async fn settle_one(shared: &Shared, id: Uuid) -> StoreResult<Option<Uuid>> {
     if children.iter().any(|c| !c.status.is_terminal()) {
         return Ok(None);
     }
-    let now = Utc::now();
+    let now = shared.now();
     let failed: Vec<&Task> = children
         .iter()
         .filter(|c| c.status == TaskStatus::Failed)

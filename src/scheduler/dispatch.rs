@@ -89,6 +89,10 @@ const LOCAL_COALESCE: Duration = Duration::from_millis(2);
 
 /// The dispatcher loop.
 pub async fn run(shared: Arc<Shared>) {
+    assert!(
+        !shared.faults.panic_dispatcher,
+        "test fault: the dispatcher panics"
+    );
     let mut stopping = shared.stopping.subscribe();
     let mut last_check: Option<tokio::time::Instant> = None;
     let mut full = true;
@@ -103,13 +107,13 @@ pub async fn run(shared: Arc<Shared>) {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatch step failed; retrying");
-                Some(Utc::now() + chrono::Duration::milliseconds(200))
+                Some(shared.now() + chrono::Duration::milliseconds(200))
             }
         };
         let poll = tokio::time::Instant::now() + shared.config.poll_interval;
         let until = next
             .map(|t| {
-                let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                let d = (t - shared.now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::time::Instant::now() + d
             })
             .map_or(poll, |t| t.min(poll));
@@ -164,28 +168,50 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
         if *shared.stopping.borrow() {
             return Ok(None);
         }
+        if shared.is_fenced() {
+            // No heartbeat recorded for a while: claim nothing until one is.
+            return Ok(orphan_deadline);
+        }
         shared.clear_freed_at();
         let free = shared.free_slots();
         if free == 0 {
             break;
         }
-        let now = Utc::now();
-        let claimed = store
-            .task_claim(TaskClaimParams {
-                instance_id: me,
-                instance_name: shared.instance.name.clone(),
-                host: shared.instance.host.clone(),
-                queues: shared.config.queues.clone(),
-                free_slots: free,
-                limit: free as usize,
-                now,
-                starvation_after: shared.starvation_after(),
-            })
-            .await?;
+        let now = shared.now();
+        let claimed = {
+            // Claimed tasks are registered before the ownership check can
+            // look (see `ownership`).
+            let _claims = shared.claim_lock.lock().await;
+            let claimed = store
+                .task_claim(TaskClaimParams {
+                    instance_id: me,
+                    instance_name: shared.instance.name.clone(),
+                    host: shared.instance.host.clone(),
+                    queues: shared.config.queues.clone(),
+                    free_slots: free,
+                    limit: free as usize,
+                    now,
+                    starvation_after: shared.starvation_after(),
+                    log_prefix: Some(format!("{}/", shared.config.log_dir.to_string_lossy())),
+                })
+                .await?;
+            for task in &claimed {
+                supervise::register(shared, task);
+            }
+            claimed
+        };
         if claimed.is_empty() {
             break;
         }
+        // Each claimed task is started or handed back on its own: an error
+        // with one never strands the others (and one left held is put back
+        // by the ownership check at the next heartbeat).
         for task in claimed {
+            if shared.faults.drop_claimed() {
+                tracing::warn!(task = %task.id, "test fault: forgetting a claimed task");
+                supervise::unregister(shared, &task);
+                continue;
+            }
             if let Some(due) = missed(&task, now) {
                 let moved = store
                     .task_reschedule(TaskRescheduleParams {
@@ -193,8 +219,16 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
                         instance_id: me,
                         due_at: due,
                     })
-                    .await?;
-                tracing::info!(task = %task.id, schedule = ?task.schedule, next = %due, moved, "missed occurrence skipped");
+                    .await;
+                supervise::unregister(shared, &task);
+                match moved {
+                    Ok(moved) => {
+                        tracing::info!(task = %task.id, schedule = ?task.schedule, next = %due, moved, "missed occurrence skipped")
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %task.id, error = %e, "cannot move a missed occurrence; the ownership check puts it back")
+                    }
+                }
                 continue;
             }
             supervise::start(shared.clone(), task);
@@ -205,7 +239,7 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
     if shared.free_slots() == 0 {
         return Ok(orphan_deadline);
     }
-    let next_due = store.task_next_due(Utc::now()).await?;
+    let next_due = store.task_next_due(shared.now()).await?;
     Ok([next_due, orphan_deadline].into_iter().flatten().min())
 }
 
@@ -234,7 +268,7 @@ fn missed(task: &Task, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc>>> {
     let store = &shared.store;
     let grace = shared.config.orphan_grace;
-    let now = Utc::now();
+    let now = shared.now();
     let orphans = store
         .task_list_orphans(OrphanParams {
             me: shared.instance.id,

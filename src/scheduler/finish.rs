@@ -110,6 +110,12 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 store.task_finish_many(params.clone())
             })
             .await;
+            {
+                let mut unwritten = shared.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+                for e in &ended {
+                    unwritten.remove(&e.task.id);
+                }
+            }
             shared.wake.notify_one();
             // A replica that exited 100 stops its worker.
             let done: Vec<_> = ended
@@ -346,7 +352,7 @@ pub async fn end_abandoned(
 /// Fails a running task of another instance as orphaned (compare-and-set on
 /// the instance that held it), with its next occurrence.
 pub async fn fail_orphan(shared: &Shared, task: Task) -> crate::store::StoreResult<()> {
-    let now = Utc::now();
+    let now = shared.now();
     let holder = task
         .instance
         .clone()

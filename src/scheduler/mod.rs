@@ -9,8 +9,10 @@
 //! only as the fallback.
 
 mod children;
+pub mod clock;
 mod dispatch;
 mod finish;
+mod ownership;
 pub mod prune;
 pub mod recurrence;
 mod supervise;
@@ -71,10 +73,53 @@ pub struct InstanceConfig {
 /// A task this instance claimed, from the claim until its end is handed to the
 /// finisher. Its process may not have started yet: a stop asked for before then
 /// is kept and applied as soon as it has.
-#[derive(Default)]
 struct Running {
+    /// The attempt claimed.
+    attempt: u32,
+    /// Whether it is a worker's replica (stopped when the instance fences itself).
+    replica: bool,
     stop: Option<crate::runner::StopHandle>,
     requested: Option<crate::runner::StopReason>,
+    /// The database no longer says this instance holds it: it is stopped and
+    /// nothing is written for it.
+    lost: bool,
+}
+
+impl Running {
+    fn new(task: &crate::model::Task) -> Running {
+        Running {
+            attempt: task.attempt,
+            replica: workers::ReplicaState::of(task).is_some(),
+            stop: None,
+            requested: None,
+            lost: false,
+        }
+    }
+}
+
+/// What the instances of this process count of their own bookkeeping
+/// (served by this process's `/metrics`).
+pub static COUNTERS: Counters = Counters {
+    released: std::sync::atomic::AtomicU64::new(0),
+    lost: std::sync::atomic::AtomicU64::new(0),
+    unheld_stopped: std::sync::atomic::AtomicU64::new(0),
+    fenced: std::sync::atomic::AtomicU64::new(0),
+};
+
+/// Ownership and fencing counts (see [`COUNTERS`]).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tasks the database said this instance held but it did not run, put
+    /// back to pending (they never got a process).
+    pub released: std::sync::atomic::AtomicU64,
+    /// Tasks the database said this instance held, whose process was lost,
+    /// ended as `lost (instance NAME)`.
+    pub lost: std::sync::atomic::AtomicU64,
+    /// Processes stopped because the database no longer said this instance
+    /// held their task.
+    pub unheld_stopped: std::sync::atomic::AtomicU64,
+    /// Times the instance fenced itself (no heartbeat for two intervals).
+    pub fenced: std::sync::atomic::AtomicU64,
 }
 
 /// State shared by the instance's loops.
@@ -102,6 +147,58 @@ struct Shared {
     stopping: watch::Sender<bool>,
     /// The log upload queue, when storage is configured.
     uploads: Option<uploads::Uploads>,
+    /// The database's clock (see [`clock`]).
+    clock: clock::Clock,
+    /// Held by a claim until its tasks are registered in `running`, and by
+    /// the ownership check while it compares the database with `running`.
+    claim_lock: tokio::sync::Mutex<()>,
+    /// Tasks whose end was handed to the finisher and is not written yet.
+    unwritten: Mutex<std::collections::HashSet<Uuid>>,
+    /// True while the instance could not record a heartbeat for two
+    /// intervals: its replicas are stopped and it claims nothing.
+    fenced: std::sync::atomic::AtomicBool,
+    /// When the last heartbeat that was recorded was sent.
+    heartbeat_ok: Mutex<tokio::time::Instant>,
+    /// Faults injected by tests (`JOBSLOT_TEST_FAULTS`).
+    faults: Faults,
+}
+
+/// Faults a test can inject through `JOBSLOT_TEST_FAULTS` (comma-separated):
+/// `drop-claimed=N` forgets the first N tasks claimed, as if the claim's
+/// answer had been lost after its commit; `panic-dispatcher` makes the
+/// dispatcher panic at its first step.
+#[derive(Debug, Default)]
+struct Faults {
+    drop_claimed: std::sync::atomic::AtomicU32,
+    panic_dispatcher: bool,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let mut f = Faults::default();
+        let spec = std::env::var("JOBSLOT_TEST_FAULTS").unwrap_or_default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some(("drop-claimed", n)) => {
+                    if let Ok(n) = n.parse() {
+                        f.drop_claimed
+                            .store(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                None if part == "panic-dispatcher" => f.panic_dispatcher = true,
+                _ => tracing::warn!(fault = part, "unknown JOBSLOT_TEST_FAULTS entry"),
+            }
+        }
+        f
+    }
+
+    /// Whether to forget this claimed task.
+    fn drop_claimed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.drop_claimed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 impl Shared {
@@ -138,6 +235,15 @@ impl Shared {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The current time by the database's clock.
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stops a claimed task now, or as soon as its process has started.
     fn request_stop(&self, id: Uuid, why: crate::runner::StopReason) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +273,10 @@ pub async fn run_instance(
     schema: SchemaSet,
     mut stop: mpsc::UnboundedReceiver<StopRequest>,
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
+    let clock = clock::Clock::for_store(store.as_ref());
+    let offset = clock.measure(store.as_ref()).await?;
+    warn_offset(offset);
+    let now = clock.now();
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "localhost".to_string());
@@ -182,7 +291,9 @@ pub async fn run_instance(
         heartbeat_at: now,
         stopped_at: None,
         heartbeat_interval: config.heartbeat_interval,
+        clock_offset_ms: offset,
     };
+    let registered_at = tokio::time::Instant::now();
     store.instance_register(instance.clone()).await?;
     apply_schema(store.as_ref(), &schema.jobs, &schema.schedules).await?;
     workers::apply_workers(store.as_ref(), &schema.jobs, &schema.workers).await?;
@@ -213,24 +324,35 @@ pub async fn run_instance(
         finisher: finisher_tx,
         stopping,
         uploads,
+        clock,
+        claim_lock: tokio::sync::Mutex::new(()),
+        unwritten: Mutex::new(std::collections::HashSet::new()),
+        fenced: std::sync::atomic::AtomicBool::new(false),
+        heartbeat_ok: Mutex::new(registered_at),
+        faults: Faults::from_env(),
     });
     tracing::info!(
         instance = %shared.instance.name, id = %shared.instance.id, slots = shared.config.slots,
         queues = ?shared.config.queues, "instance started"
     );
-    let finisher = tokio::spawn(finish::run(shared.clone(), finisher_rx));
-    let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
-    let heartbeat = tokio::spawn(heartbeat(shared.clone()));
-    let maintenance = tokio::spawn(maintain_loop(shared.clone()));
-    let supervisor = tokio::spawn(workers_loop(shared.clone()));
+    let finisher = supervised(
+        &shared,
+        "finisher",
+        finish::run(shared.clone(), finisher_rx),
+    );
+    let dispatcher = supervised(&shared, "dispatcher", dispatch::run(shared.clone()));
+    let heartbeat = supervised(&shared, "heartbeat", heartbeat(shared.clone()));
+    let fence = supervised(&shared, "fence", fence_loop(shared.clone()));
+    let maintenance = supervised(&shared, "maintenance", maintain_loop(shared.clone()));
+    let supervisor = supervised(&shared, "workers", workers_loop(shared.clone()));
     let recovery = shared
         .uploads
         .clone()
-        .map(|u| tokio::spawn(recover_uploads(shared.clone(), u)));
+        .map(|u| supervised(&shared, "log recovery", recover_uploads(shared.clone(), u)));
     let pruner = shared
         .config
         .prune_after
-        .map(|d| tokio::spawn(prune_loop(shared.clone(), d)));
+        .map(|d| supervised(&shared, "prune", prune_loop(shared.clone(), d)));
 
     // Two-phase shutdown: stop claiming, give running tasks a deadline, then stop them.
     let first = stop.recv().await.unwrap_or(StopRequest::Graceful);
@@ -275,6 +397,7 @@ pub async fn run_instance(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     heartbeat.abort();
+    fence.abort();
     maintenance.abort();
     supervisor.abort();
     // The finisher ends when every sender is gone; the last sender is in `shared`.
@@ -298,7 +421,9 @@ pub async fn run_instance(
             );
         }
     }
-    store.instance_stop(shared.instance.id, Utc::now()).await?;
+    store
+        .instance_stop(shared.instance.id, shared.now())
+        .await?;
     tracing::info!("instance stopped");
     Ok(())
 }
@@ -308,7 +433,7 @@ pub async fn run_instance(
 async fn recover_uploads(shared: Arc<Shared>, uploads: uploads::Uploads) {
     let every = (shared.config.heartbeat_interval * 4).max(Duration::from_millis(500));
     loop {
-        let stale = Utc::now() - chrono::Duration::milliseconds(every.as_millis() as i64);
+        let stale = shared.now() - chrono::Duration::milliseconds(every.as_millis() as i64);
         let live_others: Vec<Uuid> = match shared.store.instance_list().await {
             Ok(list) => list
                 .into_iter()
@@ -342,7 +467,7 @@ async fn recover_uploads(shared: Arc<Shared>, uploads: uploads::Uploads) {
 async fn prune_loop(shared: Arc<Shared>, after: Duration) {
     let every = (after / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
-        let before = Utc::now() - chrono::Duration::milliseconds(after.as_millis() as i64);
+        let before = shared.now() - clock::chrono_of(after);
         match prune::prune(
             shared.store.as_ref(),
             shared.config.storage.as_deref(),
@@ -405,18 +530,149 @@ async fn workers_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Records a heartbeat every interval, with the clock's offset from the
+/// database's; after each one, checks what this instance owns (see
+/// [`ownership`]). A heartbeat that takes longer than three intervals (at
+/// least 2 s) is given up and tried again.
 async fn heartbeat(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    let every = shared.config.heartbeat_interval;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned_offset = false;
     loop {
         tick.tick().await;
-        if let Err(e) = shared
-            .store
-            .instance_heartbeat(shared.instance.id, Utc::now())
-            .await
-        {
-            tracing::warn!(error = %e, "heartbeat failed");
+        let sent = tokio::time::Instant::now();
+        let beat = async {
+            let offset = shared.clock.measure(shared.store.as_ref()).await?;
+            shared
+                .store
+                .instance_heartbeat(shared.instance.id, shared.now(), offset)
+                .await?;
+            Ok::<i64, crate::store::StoreError>(offset)
+        };
+        match tokio::time::timeout((every * 3).max(Duration::from_secs(2)), beat).await {
+            Ok(Ok(offset)) => {
+                *shared
+                    .heartbeat_ok
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = sent;
+                let far = offset.unsigned_abs() > clock::OFFSET_WARNING.as_millis() as u64;
+                if far && !warned_offset {
+                    warn_offset(offset);
+                }
+                warned_offset = far;
+                if shared
+                    .fenced
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!("heartbeat recorded again: the instance claims again");
+                    shared.wake.notify_one();
+                }
+                if let Err(e) = ownership::check(&shared).await {
+                    tracing::warn!(error = %e, "cannot compare the tasks held with those running; trying at the next heartbeat");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(_) => tracing::warn!("heartbeat timed out"),
         }
     }
+}
+
+/// Logs a clock offset beyond [`clock::OFFSET_WARNING`].
+fn warn_offset(offset_ms: i64) {
+    if offset_ms.unsigned_abs() > clock::OFFSET_WARNING.as_millis() as u64 {
+        tracing::warn!(
+            offset_ms,
+            "this host's clock is {:.1} s {} the database's; jobslot dates everything by the database's clock, but check the host's time service",
+            offset_ms.unsigned_abs() as f64 / 1000.0,
+            if offset_ms > 0 { "ahead of" } else { "behind" }
+        );
+    }
+}
+
+/// Self-fencing: once no heartbeat was recorded for two intervals
+/// ([`Instance::fence_after`]), the instance stops its worker replicas (SIGTERM, SIGKILL after
+/// their grace) and claims nothing until a heartbeat is recorded again, so
+/// that when others replace those replicas (after three intervals) the old
+/// copies are already stopping. Ordinary tasks keep running; their ends are
+/// written once the database is back.
+async fn fence_loop(shared: Arc<Shared>) {
+    let every = shared.config.heartbeat_interval;
+    let limit = Instance::fence_after(every);
+    let mut tick = tokio::time::interval((every / 4).max(Duration::from_millis(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let last = *shared
+            .heartbeat_ok
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < limit || shared.is_fenced() {
+            continue;
+        }
+        shared
+            .fenced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        COUNTERS
+            .fenced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let replicas: Vec<Uuid> = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, r)| r.replica)
+            .map(|(id, _)| *id)
+            .collect();
+        tracing::error!(
+            silent = ?last.elapsed(),
+            replicas = replicas.len(),
+            "no heartbeat recorded for {limit:?}: stopping this instance's worker replicas before others replace them, and claiming nothing until the database answers"
+        );
+        for id in replicas {
+            shared.request_stop(id, crate::runner::StopReason::Shutdown);
+        }
+    }
+}
+
+/// Spawns one of the instance's long-lived loops. If it panics, or ends
+/// while the instance is not stopping, the instance cannot do its work any
+/// more: it logs why and exits with status 70 at once (its tasks' processes
+/// die with it, by their parent-death signal, and go through the orphan
+/// rule), rather than heartbeat on while doing nothing.
+fn supervised<F>(shared: &Arc<Shared>, name: &'static str, fut: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures_util::FutureExt;
+    let stopping = shared.stopping.subscribe();
+    tokio::spawn(async move {
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Err(panic) => fatal(name, &format!("panicked: {}", panic_text(&*panic))),
+            Ok(()) if !*stopping.borrow() => fatal(name, "ended unexpectedly"),
+            Ok(()) => {}
+        }
+    })
+}
+
+/// The message a panic carried.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// Ends the process: a part of the instance it cannot work without failed.
+pub(crate) fn fatal(part: &str, why: &str) -> ! {
+    let line = format!(
+        "jobslot: fatal: the instance's {part} {why}; stopping the instance (exit 70) so that its tasks go to other instances by the orphan rule"
+    );
+    tracing::error!("{line}");
+    // The log writer may be buffered: say it on stderr too.
+    eprintln!("{line}");
+    std::process::exit(70)
 }
 
 /// Retries a store operation until it succeeds (outcomes must not be lost).

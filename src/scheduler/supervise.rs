@@ -24,16 +24,37 @@ pub const SECRET_ENV: &[&str] = &[
 /// Largest result file read, in bytes.
 const RESULT_LIMIT: u64 = 1024 * 1024;
 
-/// Takes the task's slots and starts supervising it.
-pub fn start(shared: Arc<Shared>, task: Task) {
+/// Takes a claimed task's slots and records it as run by this instance,
+/// before its process exists (see [`super::ownership`]).
+pub fn register(shared: &Shared, task: &Task) {
     *shared.used_slots.lock().unwrap_or_else(|p| p.into_inner()) += task.slots;
     shared
         .running
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(task.id, Running::default());
+        .insert(task.id, Running::new(task));
+}
+
+/// Starts supervising a registered task.
+pub fn start(shared: Arc<Shared>, task: Task) {
     let span = tracing::info_span!("task", id = %task.id, job = %task.job, attempt = task.attempt);
-    tokio::spawn(supervise(shared, task).instrument(span));
+    let fut = supervise(shared.clone(), task).instrument(span);
+    tokio::spawn(async move {
+        use futures_util::FutureExt;
+        if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            super::fatal("task supervisor", &format!("panicked: {text}"));
+        }
+    });
+}
+
+/// Gives back the slots of a registered task that will not run here.
+pub fn unregister(shared: &Shared, task: &Task) {
+    release(shared, task);
 }
 
 fn release(shared: &Shared, task: &Task) {
@@ -55,14 +76,19 @@ fn release(shared: &Shared, task: &Task) {
 
 async fn supervise(shared: Arc<Shared>, task: Task) {
     let cfg = &shared.config;
-    let log_path = cfg
-        .log_dir
-        .join(crate::model::log_file_name(task.id, task.attempt));
-    let result_path = cfg.log_dir.join(format!("{}.result.json", task.id));
-    let deadline_utc = task.deadline_at.unwrap_or_else(|| {
-        Utc::now() + chrono::Duration::milliseconds(task.max_execution_time.as_millis() as i64)
+    // The claim recorded where the log goes (so it is found whatever
+    // happens to this instance from now on).
+    let log_path = task.log.as_ref().map(PathBuf::from).unwrap_or_else(|| {
+        cfg.log_dir
+            .join(crate::model::log_file_name(task.id, task.attempt))
     });
-    let remaining = (deadline_utc - Utc::now()).to_std().unwrap_or_default();
+    let result_path = cfg.log_dir.join(format!("{}.result.json", task.id));
+    let now = shared.now();
+    let deadline_utc = task.deadline_at.unwrap_or_else(|| {
+        now.checked_add_signed(super::clock::chrono_of(task.max_execution_time))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
+    });
+    let remaining = (deadline_utc - now).to_std().unwrap_or_default();
     let program = shared.jobs.get(&task.job).and_then(|j| j.program.clone());
     let started = match program {
         None => Started::Failed(format!("no executable for job {:?} in jobs/", task.job)),
@@ -125,13 +151,31 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
         }
     };
     tracing::info!(outcome = ?outcome, "task ended");
-    let _ = shared.finisher.send(Event::Ended(Box::new(Ended {
-        task: task.clone(),
-        outcome,
-        result,
-        log,
-        ended_at: Utc::now(),
-    })));
+    let lost = shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&task.id)
+        .is_some_and(|r| r.lost);
+    if lost {
+        // Another instance ended it (or will): nothing is written for it.
+        tracing::warn!(
+            "the task's process ended after this instance lost the task; its end is not recorded here"
+        );
+    } else {
+        shared
+            .unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.id);
+        let _ = shared.finisher.send(Event::Ended(Box::new(Ended {
+            task: task.clone(),
+            outcome,
+            result,
+            log,
+            ended_at: shared.now(),
+        })));
+    }
     release(&shared, &task);
 }
 

@@ -297,7 +297,7 @@ pub(super) async fn reconcile(shared: &Shared) -> Result<(), StoreError> {
     if workers.is_empty() && live.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
+    let now = shared.now();
     let by_worker = by_worker(live);
     // Replicas whose instance's heartbeat proves it gone.
     let gone: BTreeSet<Uuid> = if by_worker

@@ -101,8 +101,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a starting instance.
     async fn instance_register(&self, p: InstanceRegisterParams) -> StoreResult<()>;
-    /// Refreshes an instance's heartbeat.
-    async fn instance_heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Refreshes an instance's heartbeat, with its clock's offset from the
+    /// database's (milliseconds, positive when the host runs ahead).
+    async fn instance_heartbeat(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        clock_offset_ms: i64,
+    ) -> StoreResult<()>;
+    /// The database's clock. Every instance sharing the database dates
+    /// claims, deadlines and heartbeats by it (see `scheduler::clock`), so a
+    /// host whose clock is off cannot fail another's live task early.
+    /// SQLite's is the host's own.
+    async fn db_now(&self) -> StoreResult<DateTime<Utc>> {
+        Ok(Utc::now())
+    }
+    /// Whether the database's clock is this host's (an embedded database).
+    fn clock_is_local(&self) -> bool {
+        true
+    }
     /// Marks an instance as stopped.
     async fn instance_stop(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
     /// Every instance, newest first.
@@ -122,7 +139,12 @@ pub trait Store: Send + Sync + 'static {
     async fn task_claim(&self, p: TaskClaimParams) -> StoreResult<Vec<Task>>;
     /// Records the process of tasks just spawned (process group, log path).
     async fn task_mark_spawned(&self, p: Vec<TaskSpawnedParams>) -> StoreResult<()>;
-    /// Moves a claimed task back to pending at a new due time (a missed occurrence).
+    /// Running tasks held by an instance, as the database says (for the
+    /// instance to compare with the tasks it really runs).
+    async fn task_held(&self, instance: Uuid) -> StoreResult<Vec<Task>>;
+    /// Moves a claimed task back to pending at a new due time, same attempt
+    /// (a missed occurrence; a task that never got its process). Applies only
+    /// while the task is running on that instance.
     async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool>;
     /// Ends tasks: each only if still in its expected state. Returns, per task,
     /// the status written, or `None` when it did not apply. A task asked to

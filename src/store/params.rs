@@ -29,6 +29,10 @@ pub struct Instance {
     pub stopped_at: Option<DateTime<Utc>>,
     /// How often it records a heartbeat.
     pub heartbeat_interval: Duration,
+    /// How far its host's clock was from the database's at its last
+    /// heartbeat, in milliseconds (positive: the host runs ahead). Always 0
+    /// on SQLite, whose clock is the host's.
+    pub clock_offset_ms: i64,
 }
 
 impl Instance {
@@ -38,11 +42,23 @@ impl Instance {
     /// Whether the instance is gone at `now`: stopped, or silent for longer
     /// than [`Self::MISSED_HEARTBEATS`] heartbeat intervals (at least a second).
     pub fn is_gone(&self, now: DateTime<Utc>) -> bool {
-        let silence =
-            (self.heartbeat_interval * Self::MISSED_HEARTBEATS).max(Duration::from_secs(1));
+        let silence = Self::gone_after(self.heartbeat_interval);
         let limit =
             chrono::Duration::milliseconds(i64::try_from(silence.as_millis()).unwrap_or(i64::MAX));
         self.stopped_at.is_some() || self.heartbeat_at + limit < now
+    }
+
+    /// The silence after which an instance with heartbeat interval
+    /// `interval` counts as gone.
+    pub fn gone_after(interval: Duration) -> Duration {
+        (interval * Self::MISSED_HEARTBEATS).max(Duration::from_secs(1))
+    }
+
+    /// The silence after which an instance fences itself (stops its worker
+    /// replicas): two thirds of [`Self::gone_after`], so two intervals when
+    /// the interval is at least a third of a second.
+    pub fn fence_after(interval: Duration) -> Duration {
+        Self::gone_after(interval) * 2 / 3
     }
 
     /// `stopped`, `gone` (see [`Self::is_gone`]) or `alive`, as shown by
@@ -191,6 +207,11 @@ pub struct TaskClaimParams {
     /// first, whatever its priority (one such task per claim, the one due
     /// longest). `None` turns the rule off (strict priority order).
     pub starvation_after: Option<Duration>,
+    /// Where the claiming instance writes task logs, ending in `/`: the claim
+    /// records each task's log location (`<prefix><log file name>`), so the
+    /// log of a task whose instance dies at any moment after the claim is
+    /// found. `None` leaves the location unrecorded until the spawn record.
+    pub log_prefix: Option<String>,
 }
 
 impl TaskClaimParams {
@@ -203,7 +224,20 @@ impl TaskClaimParams {
         t.host = Some(self.host.clone());
         t.started_at = Some(self.now);
         let max = i64::try_from(t.max_execution_time.as_millis()).unwrap_or(i64::MAX);
-        t.deadline_at = Some(self.now + chrono::Duration::milliseconds(max));
+        t.deadline_at = Some(
+            self.now
+                .checked_add_signed(chrono::Duration::milliseconds(max))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        );
+        t.pgid = None;
+        t.log = self.log_path(t.id, t.attempt);
+    }
+
+    /// The log location the claim records for attempt `attempt` of task `id`.
+    pub fn log_path(&self, id: Uuid, attempt: u32) -> Option<String> {
+        self.log_prefix
+            .as_ref()
+            .map(|p| format!("{p}{}", crate::model::log_file_name(id, attempt)))
     }
 }
 
@@ -218,7 +252,9 @@ pub struct TaskSpawnedParams {
     pub log: String,
 }
 
-/// Moves a claimed occurrence back to pending.
+/// Moves a claimed task back to pending, same attempt: a missed occurrence,
+/// a task that never got its process (a shortage, a lost claim). Clears its
+/// instance, times, process group and log location.
 #[derive(Debug, Clone)]
 pub struct TaskRescheduleParams {
     /// The task.

@@ -99,6 +99,7 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
         heartbeat_at: now - secs(10),
         stopped_at: None,
         heartbeat_interval: std::time::Duration::from_millis(2500),
+        clock_offset_ms: 0,
     };
     let newer = Instance {
         id: Uuid::now_v7(),
@@ -111,6 +112,7 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
         heartbeat_at: now - secs(5),
         stopped_at: None,
         heartbeat_interval: std::time::Duration::from_secs(5),
+        clock_offset_ms: -1500,
     };
     s.instance_register(older.clone())
         .await
@@ -125,7 +127,7 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
         "every field, newest first"
     );
 
-    s.instance_heartbeat(older.id, now)
+    s.instance_heartbeat(older.id, now, 2500)
         .await
         .expect("heartbeat");
     s.instance_stop(newer.id, now + secs(1))
@@ -140,6 +142,11 @@ pub async fn instances_register_heartbeat_stop_list(h: &dyn Harness) {
             .unwrap_or_else(|| panic!("instance {id} listed"))
     };
     assert_eq!(find(older.id).heartbeat_at, now, "the heartbeat moves");
+    assert_eq!(
+        find(older.id).clock_offset_ms,
+        2500,
+        "the heartbeat records the clock offset"
+    );
     assert_eq!(find(older.id).stopped_at, None);
     assert_eq!(
         find(newer.id).stopped_at,

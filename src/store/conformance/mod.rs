@@ -26,6 +26,7 @@ mod claims;
 mod finish;
 mod instances;
 mod logs;
+mod ownership;
 mod recurrence;
 mod schedules;
 mod stats;
@@ -62,6 +63,7 @@ pub use logs::{
     logs_local_lists_finished_tasks_with_local_logs_on_a_host,
     prunable_is_oldest_first_across_statuses, prunable_lists_only_finished_tasks_ended_before,
 };
+pub use ownership::claim_records_log_location_and_held_tasks;
 pub use recurrence::{
     finish_skips_next_of_removed_schedule, schedule_after_links_to_upstream_occurrence,
     schedule_after_occurrence_replaced_when_upstream_fails,
@@ -167,6 +169,7 @@ macro_rules! with_cases {
             timeline_counts_ended_and_pending_per_minute,
             worker_apply_tracks_generations_and_state,
             worker_replicas_and_rolling_step,
+            claim_records_log_location_and_held_tasks,
         ];
     };
 }

@@ -26,6 +26,7 @@ fn instance(
         heartbeat_at: heartbeat,
         stopped_at: None,
         heartbeat_interval: Duration::from_secs(1),
+        clock_offset_ms: 0,
     }
 }
 

@@ -104,6 +104,7 @@ impl Worker {
             limit,
             now,
             starvation_after: None,
+            log_prefix: None,
         }
     }
 }

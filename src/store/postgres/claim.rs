@@ -43,6 +43,20 @@ macro_rules! queue_filter {
     };
 }
 
+/// The claim's record of where a task's log is written: the instance's log
+/// prefix `$P` (NULL: not recorded) and the attempt's file name, as
+/// [`crate::model::log_file_name`] makes it.
+macro_rules! log_location {
+    ($p:literal) => {
+        concat!(
+            "log = ",
+            $p,
+            "::text || id::text || CASE WHEN attempt <= 1 THEN '.log' \
+             ELSE '.attempt-' || attempt::text || '.log' END"
+        )
+    };
+}
+
 /// The candidate condition of [`queue_filter!`].
 macro_rules! queue_ok {
     () => {
@@ -78,9 +92,12 @@ pub const CLAIM_SELECT: &str = concat!(
 /// pending when locked, so every one applies. (No `status` condition: given
 /// one, the planner may walk every pending task of a status index instead of
 /// looking the ids up.)
-pub const CLAIM_UPDATE: &str = "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3,
-        host = $4, started_at = $5, deadline_at = $5 + max_execution_ms
-     WHERE id = ANY($6)";
+pub const CLAIM_UPDATE: &str = concat!(
+    "UPDATE tasks SET status = $1, instance_id = $2, instance_name = $3,
+        host = $4, started_at = $5, deadline_at = $5 + max_execution_ms, pgid = NULL, ",
+    log_location!("$7"),
+    " WHERE id = ANY($6)"
+);
 
 /// The common claim in one statement, without a transaction of its own: the
 /// due tasks of the highest level, in order, as far as their slots fit in a
@@ -104,8 +121,9 @@ pub const CLAIM_PREFIX: &str = concat!(
        ) AS x WHERE used <= $3
      )
      UPDATE tasks SET status = $6, instance_id = $7, instance_name = $8, host = $9,
-       started_at = $2, deadline_at = $2 + max_execution_ms
-     FROM fit WHERE id = fit.cid
+       started_at = $2, deadline_at = $2 + max_execution_ms, pgid = NULL, ",
+    log_location!("$10"),
+    " FROM fit WHERE id = fit.cid
      RETURNING ",
     task_columns!(),
     ", (SELECT COUNT(*) FROM c)"
@@ -125,8 +143,9 @@ pub const CLAIM_AGED: &str = concat!(
        FOR UPDATE SKIP LOCKED
      )
      UPDATE tasks SET status = $5, instance_id = $6, instance_name = $7, host = $8,
-       started_at = $9, deadline_at = $9 + max_execution_ms
-     FROM c WHERE id = c.cid
+       started_at = $9, deadline_at = $9 + max_execution_ms, pgid = NULL, ",
+    log_location!("$10"),
+    " FROM c WHERE id = c.cid
      RETURNING ",
     task_columns!()
 );
@@ -140,7 +159,7 @@ pub async fn claim_aged(c: &Client, p: &TaskClaimParams) -> StoreResult<Vec<Task
     let stmt = c.prepare_cached(CLAIM_AGED).await?;
     let now = ms(p.now);
     let cutoff = now - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-    let params: [Param; 9] = [
+    let params: [Param; 10] = [
         &PENDING,
         &cutoff,
         &i64::from(p.free_slots),
@@ -150,6 +169,7 @@ pub async fn claim_aged(c: &Client, p: &TaskClaimParams) -> StoreResult<Vec<Task
         &p.instance_name,
         &p.host,
         &now,
+        &p.log_prefix,
     ];
     let rows = c.query(&stmt, &params).await?;
     let mut taken = Vec::with_capacity(rows.len());
@@ -166,7 +186,7 @@ pub async fn claim_aged(c: &Client, p: &TaskClaimParams) -> StoreResult<Vec<Task
 pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<Task>, bool)> {
     let stmt = c.prepare_cached(CLAIM_PREFIX).await?;
     let now = ms(p.now);
-    let params: [Param; 9] = [
+    let params: [Param; 10] = [
         &PENDING,
         &now,
         &i64::from(p.free_slots),
@@ -176,6 +196,7 @@ pub async fn claim_prefix(c: &Client, p: &TaskClaimParams) -> StoreResult<(Vec<T
         &p.instance_id,
         &p.instance_name,
         &p.host,
+        &p.log_prefix,
     ];
     let rows = c.query(&stmt, &params).await?;
     let mut taken = Vec::with_capacity(rows.len());
@@ -348,13 +369,14 @@ async fn mark(
     ids: &[Uuid],
 ) -> StoreResult<()> {
     let now = ms(p.now);
-    let params: [Param; 6] = [
+    let params: [Param; 7] = [
         &TaskStatus::Running.as_str(),
         &p.instance_id,
         &p.instance_name,
         &p.host,
         &now,
         &ids,
+        &p.log_prefix,
     ];
     c.execute(update, &params).await?;
     Ok(())

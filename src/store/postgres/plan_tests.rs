@@ -60,8 +60,10 @@ async fn claim_query_walks_its_index_without_sorting() {
             &client,
             mode,
             CLAIM_PREFIX,
-            "text, bigint, bigint, bigint, text[], text, uuid, text, text",
-            &format!("'pending', {now}, 8, 8, '{{}}', 'running', gen_random_uuid(), 'a', 'h'"),
+            "text, bigint, bigint, bigint, text[], text, uuid, text, text, text",
+            &format!(
+                "'pending', {now}, 8, 8, '{{}}', 'running', gen_random_uuid(), 'a', 'h', '/l/'"
+            ),
         )
         .await;
         assert!(p.contains("Index Scan using tasks_claim"), "{mode}:\n{p}");
@@ -133,8 +135,8 @@ async fn hot_writes_find_their_rows_by_id() {
         (
             "claim update",
             CLAIM_UPDATE,
-            "text, uuid, text, text, bigint, uuid[]",
-            format!("'running', gen_random_uuid(), 'a', 'h', {now}, {ids}"),
+            "text, uuid, text, text, bigint, uuid[], text",
+            format!("'running', gen_random_uuid(), 'a', 'h', {now}, {ids}, '/l/'"),
         ),
         (
             "batched completions",

@@ -15,6 +15,14 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+/// The database server's clock in Unix milliseconds, as an SQL expression
+/// (the real time of the statement, not of its transaction's start).
+macro_rules! db_clock_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
 /// Every instance, newest first.
 pub async fn instance_list<C: GenericClient>(c: &C) -> StoreResult<Vec<Instance>> {
     let sql = concat!(
@@ -187,7 +195,10 @@ pub async fn orphans<C: GenericClient>(c: &C, p: &OrphanParams) -> StoreResult<V
     let sql = concat!(
         "SELECT ",
         task_columns!(),
-        " FROM tasks WHERE status = $1 AND instance_id != $2 AND deadline_at + $3 <= $4"
+        " FROM tasks WHERE status = $1 AND instance_id != $2
+           AND deadline_at + $3 <= LEAST($4, ",
+        db_clock_ms!(),
+        ")"
     );
     let grace = i64::try_from(p.grace.as_millis()).unwrap_or(i64::MAX);
     tasks(
@@ -196,6 +207,22 @@ pub async fn orphans<C: GenericClient>(c: &C, p: &OrphanParams) -> StoreResult<V
         &[&TaskStatus::Running.as_str(), &p.me, &grace, &ms(p.now)],
     )
     .await
+}
+
+/// Running tasks held by `instance`.
+pub async fn held<C: GenericClient>(c: &C, instance: Uuid) -> StoreResult<Vec<Task>> {
+    let sql = concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks WHERE status = $1 AND instance_id = $2"
+    );
+    tasks(c, sql, &[&TaskStatus::Running.as_str(), &instance]).await
+}
+
+/// The database's clock.
+pub async fn db_now<C: GenericClient>(c: &C) -> StoreResult<DateTime<Utc>> {
+    let v: Option<i64> = scalar(c, concat!("SELECT ", db_clock_ms!()), &[]).await?;
+    Ok(v.map(from_ms).unwrap_or_else(Utc::now))
 }
 
 /// Earliest deadline of a running task held by another instance.

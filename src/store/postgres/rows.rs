@@ -29,7 +29,8 @@ pub(crate) use task_columns;
 /// Columns of `instances`, in the order [`instance_from_row`] reads them.
 macro_rules! instance_columns {
     () => {
-        "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at, heartbeat_ms"
+        "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at, heartbeat_ms, \
+         clock_offset_ms"
     };
 }
 pub(crate) use instance_columns;
@@ -187,6 +188,7 @@ pub fn instance_from_row(r: &Row) -> StoreResult<Instance> {
         heartbeat_interval: Duration::from_millis(
             u64::try_from(r.try_get::<_, i64>(9)?).unwrap_or(0),
         ),
+        clock_offset_ms: r.try_get(10)?,
     })
 }
 

@@ -38,7 +38,7 @@ impl Store for PostgresStore {
             let sql = concat!(
                 "INSERT INTO instances (",
                 instance_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             );
             execute(
                 tx,
@@ -54,6 +54,7 @@ impl Store for PostgresStore {
                     &ms(p.heartbeat_at),
                     &p.stopped_at.map(ms),
                     &super::rows::dur_ms(p.heartbeat_interval),
+                    &p.clock_offset_ms,
                 ],
             )
             .await?;
@@ -62,13 +63,26 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn instance_heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn instance_heartbeat(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        clock_offset_ms: i64,
+    ) -> StoreResult<()> {
         self.write_rc(body!(|tx| {
-            let sql = "UPDATE instances SET heartbeat_at = $1 WHERE id = $2";
-            execute(tx, sql, &[&ms(now), &id]).await?;
+            let sql = "UPDATE instances SET heartbeat_at = $1, clock_offset_ms = $2 WHERE id = $3";
+            execute(tx, sql, &[&ms(now), &clock_offset_ms, &id]).await?;
             Ok(())
         }))
         .await
+    }
+
+    fn clock_is_local(&self) -> bool {
+        false
+    }
+
+    async fn db_now(&self) -> StoreResult<DateTime<Utc>> {
+        self.read(body!(|c| queries::db_now(c).await)).await
     }
 
     async fn instance_stop(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
@@ -144,13 +158,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn task_held(&self, instance: Uuid) -> StoreResult<Vec<Task>> {
+        self.read(body!(|c| queries::held(c, instance).await)).await
+    }
+
     async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool> {
         let (p, channel) = (Arc::new(p), self.channel.clone());
         self.write_rc(body!(|tx, p, channel| {
             let n = execute(
                 tx,
                 "UPDATE tasks SET status = $1, due_at = $2, instance_id = NULL, instance_name = NULL,
-                    host = NULL, started_at = NULL, deadline_at = NULL
+                    host = NULL, started_at = NULL, deadline_at = NULL, pgid = NULL, log = NULL
                  WHERE id = $3 AND status = $4 AND instance_id = $5",
                 &[
                     &TaskStatus::Pending.as_str(),

@@ -65,6 +65,7 @@ async fn work(s: Arc<dyn Store>, n: usize) {
                 limit: 3,
                 now: later,
                 starvation_after: None,
+                log_prefix: None,
             })
             .await
             .expect("claim");

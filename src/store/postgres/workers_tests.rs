@@ -84,6 +84,7 @@ async fn concurrent_rolling_steps_stop_one_replica() {
                 limit: REPLICAS as usize,
                 now,
                 starvation_after: None,
+                log_prefix: None,
             })
             .await
             .expect("claim");

@@ -195,6 +195,14 @@ CREATE TABLE workers (
 "
             .to_string(),
         ),
+        (
+            8,
+            "
+-- Each instance's clock offset from the database's at its last heartbeat.
+ALTER TABLE instances ADD COLUMN clock_offset_ms BIGINT NOT NULL DEFAULT 0;
+"
+            .to_string(),
+        ),
     ]
 }
 

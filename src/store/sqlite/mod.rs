@@ -122,7 +122,7 @@ impl Store for SqliteStore {
     async fn instance_register(&self, p: InstanceRegisterParams) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
-                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
                 params![
                     p.id.to_string(),
                     p.name,
@@ -134,6 +134,7 @@ impl Store for SqliteStore {
                     ms(p.heartbeat_at),
                     p.stopped_at.map(ms),
                     p.heartbeat_interval.as_millis() as i64,
+                    p.clock_offset_ms,
                 ],
             )?;
             Ok(())
@@ -141,10 +142,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn instance_heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn instance_heartbeat(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        clock_offset_ms: i64,
+    ) -> StoreResult<()> {
         self.write(move |c| {
-            c.prepare_cached("UPDATE instances SET heartbeat_at = ?1 WHERE id = ?2")?
-                .execute(params![ms(now), id.to_string()])?;
+            c.prepare_cached(
+                "UPDATE instances SET heartbeat_at = ?1, clock_offset_ms = ?2 WHERE id = ?3",
+            )?
+            .execute(params![ms(now), clock_offset_ms, id.to_string()])?;
             Ok(())
         })
         .await
@@ -288,11 +296,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_held(&self, instance: Uuid) -> StoreResult<Vec<Task>> {
+        self.call(move |c| {
+            tasks::query(
+                c,
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = ?1 AND instance_id = ?2"),
+                &[&TaskStatus::Running.as_str(), &instance.to_string()],
+            )
+        })
+        .await
+    }
+
     async fn task_reschedule(&self, p: TaskRescheduleParams) -> StoreResult<bool> {
         self.write(move |c| {
             let n = c.execute(
                 "UPDATE tasks SET status = ?1, due_at = ?2, instance_id = NULL, instance_name = NULL,
-                    host = NULL, started_at = NULL, deadline_at = NULL
+                    host = NULL, started_at = NULL, deadline_at = NULL, pgid = NULL, log = NULL
                  WHERE id = ?3 AND status = ?4 AND instance_id = ?5",
                 params![
                     TaskStatus::Pending.as_str(),

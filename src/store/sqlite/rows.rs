@@ -96,8 +96,8 @@ pub fn task_from_row(r: &Row<'_>) -> StoreResult<Task> {
 }
 
 /// Columns of `instances`, in the order [`instance_from_row`] reads them.
-pub const INSTANCE_COLUMNS: &str =
-    "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at, heartbeat_ms";
+pub const INSTANCE_COLUMNS: &str = "id, name, host, pid, slots, queues, started_at, heartbeat_at, stopped_at, heartbeat_ms, \
+    clock_offset_ms";
 
 /// Reads an instance.
 pub fn instance_from_row(r: &Row<'_>) -> StoreResult<Instance> {
@@ -118,6 +118,7 @@ pub fn instance_from_row(r: &Row<'_>) -> StoreResult<Instance> {
         heartbeat_at: from_ms(r.get(7)?),
         stopped_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
         heartbeat_interval: Duration::from_millis(r.get::<_, i64>(9)?.max(0) as u64),
+        clock_offset_ms: r.get(10)?,
     })
 }
 

@@ -213,7 +213,7 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
     let select = claim_select();
     let mut update = c.prepare_cached(
         "UPDATE tasks SET status = ?1, instance_id = ?2, instance_name = ?3, host = ?4,
-            started_at = ?5, deadline_at = ?5 + max_execution_ms
+            started_at = ?5, deadline_at = ?5 + max_execution_ms, pgid = NULL, log = ?8
          WHERE id = ?6 AND status = ?7",
     )?;
     let mut take = |t: &mut Task, free: &mut u32| -> StoreResult<()> {
@@ -224,7 +224,8 @@ pub fn claim(c: &Connection, p: &TaskClaimParams) -> StoreResult<Vec<Task>> {
             p.host,
             now,
             t.id.to_string(),
-            PENDING
+            PENDING,
+            p.log_path(t.id, t.attempt),
         ])?;
         *free -= t.slots;
         p.mark_running(t);
