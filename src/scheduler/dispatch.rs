@@ -164,6 +164,9 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
         if *shared.stopping.borrow() {
             return Ok(None);
         }
+        if let Some(until) = shared.shortage.until() {
+            return Ok([Some(until), orphan_deadline].into_iter().flatten().min());
+        }
         shared.clear_freed_at();
         let free = shared.free_slots();
         if free == 0 {

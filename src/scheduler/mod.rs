@@ -13,6 +13,7 @@ mod dispatch;
 mod finish;
 pub mod prune;
 pub mod recurrence;
+mod result_file;
 mod supervise;
 pub mod uploads;
 pub mod workers;
@@ -102,6 +103,8 @@ struct Shared {
     stopping: watch::Sender<bool>,
     /// The log upload queue, when storage is configured.
     uploads: Option<uploads::Uploads>,
+    /// Claims pause for a moment after a spawn found the machine short.
+    shortage: supervise::ShortagePause,
 }
 
 impl Shared {
@@ -213,6 +216,7 @@ pub async fn run_instance(
         finisher: finisher_tx,
         stopping,
         uploads,
+        shortage: Default::default(),
     });
     tracing::info!(
         instance = %shared.instance.name, id = %shared.instance.id, slots = shared.config.slots,
