@@ -68,23 +68,29 @@ async fn one_mib_of_args_reaches_the_job_on_stdin(backend: Backend) {
         .await
         .expect("insert")
         .id;
+    let check = |id, args: &serde_json::Value, env: usize| {
+        let (store, p, args) = (store.clone(), &p, args.clone());
+        async move {
+            let t = wait_terminal(store.as_ref(), id, Duration::from_secs(30)).await;
+            assert_eq!(t.status, TaskStatus::Completed, "{:?}", t.reason);
+            let got = std::fs::read(p.path().join(format!("got-{id}.json"))).expect("stdin copy");
+            let got: serde_json::Value = serde_json::from_slice(&got).expect("stdin was JSON");
+            assert!(got == args, "task {id} read other args on stdin");
+            assert_eq!(t.result, Some(serde_json::json!({ "env": env })), "{id}");
+        }
+    };
+    check(inserted, &big, 0).await;
     // Through the CLI: a command-line argument cannot hold 1 MiB, a file can.
     let file = p.path().join("big-args.json");
     std::fs::write(&file, big.to_string()).expect("write args");
-    let from_cli = enqueue(&p, &["echo_args", "--args", &format!("@{}", file.display())]);
+    let from_cli = enqueue(
+        &p,
+        &["echo_args", "--args", &format!("@{}", file.display())],
+    );
+    check(from_cli, &big, 0).await;
+    // Small args are in JOBSLOT_ARGS too.
     let small = enqueue(&p, &["echo_args", "--args", r#"{"n": 1}"#]);
-    for (id, args, env) in [
-        (inserted, &big, 0),
-        (from_cli, &big, 0),
-        (small, &serde_json::json!({"n": 1}), 7),
-    ] {
-        let t = wait_terminal(store.as_ref(), id, Duration::from_secs(30)).await;
-        assert_eq!(t.status, TaskStatus::Completed, "{:?}", t.reason);
-        let got = std::fs::read(p.path().join(format!("got-{id}.json"))).expect("stdin copy");
-        let got: serde_json::Value = serde_json::from_slice(&got).expect("stdin was JSON");
-        assert!(&got == args, "task {id} read other args on stdin");
-        assert_eq!(t.result, Some(serde_json::json!({ "env": env })), "{id}");
-    }
+    check(small, &serde_json::json!({"n": 1}), 7).await;
 }
 
 /// Over 2 MiB of args is refused with a clear message by the CLI and the
@@ -143,8 +149,13 @@ async fn args_over_two_mib_are_refused_at_enqueue_by_the_cli_and_the_api() {
         message.contains("args are 2097153 bytes of JSON, over the limit of 2097152 bytes"),
         "{answer}"
     );
-    let (status, answer) =
-        common::http::http(port, "POST", "/api/tasks", Some(&body(args_of(limit))), None);
+    let (status, answer) = common::http::http(
+        port,
+        "POST",
+        "/api/tasks",
+        Some(&body(args_of(limit))),
+        None,
+    );
     assert_eq!(status, 201, "{answer}");
     common::http::stop_api(&mut api);
 }
@@ -178,7 +189,12 @@ async fn a_callback_with_large_childrens_results_is_created_and_runs(backend: Ba
             .find(|c| c.status.is_terminal())
     })
     .await;
-    assert_eq!(callback.status, TaskStatus::Completed, "{:?}", callback.reason);
+    assert_eq!(
+        callback.status,
+        TaskStatus::Completed,
+        "{:?}",
+        callback.reason
+    );
     let text = std::fs::read_to_string(p.path().join("callback-args.json")).expect("args");
     assert!(text.len() <= 2 * 1024 * 1024, "{} bytes", text.len());
     let args: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -193,7 +209,15 @@ async fn a_callback_with_large_childrens_results_is_created_and_runs(backend: Ba
         .iter()
         .filter(|c| c["result"].as_str().is_some_and(|r| r.len() == 900_000))
         .count();
-    assert_eq!((cut, kept), (1, 2), "{:?}", children.iter().map(|c| &c["result_truncated"]).collect::<Vec<_>>());
+    assert_eq!(
+        (cut, kept),
+        (1, 2),
+        "{:?}",
+        children
+            .iter()
+            .map(|c| &c["result_truncated"])
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Whether a tool needed by a test is installed. Under `CI=true` a missing
@@ -263,7 +287,14 @@ async fn as_pid_1_jobslot_reaps_what_tasks_leave_behind_and_only_that() {
     let mut ids = Vec::new();
     for i in 0..200 {
         let job = if i % 2 == 0 { "leave_ok" } else { "leave_fail" };
-        ids.push((job, store.task_insert(new_task(job, serde_json::json!({}))).await.expect("insert").id));
+        ids.push((
+            job,
+            store
+                .task_insert(new_task(job, serde_json::json!({})))
+                .await
+                .expect("insert")
+                .id,
+        ));
     }
     let log = std::fs::File::create(p.path().join("pid1.stderr")).expect("log");
     let mut unshare = std::process::Command::new("unshare")
@@ -282,16 +313,22 @@ async fn as_pid_1_jobslot_reaps_what_tasks_leave_behind_and_only_that() {
         .expect("start unshare");
     let upid = unshare.id() as i32;
     let guard = KillOnDrop(upid);
-    let jobslot = wait_for("jobslot to start as PID 1", Duration::from_secs(10), || async {
-        host_processes()
-            .into_iter()
-            .find(|(_, ppid, _)| *ppid == upid)
-            .map(|(pid, _, _)| pid)
-    })
+    let jobslot = wait_for(
+        "jobslot to start as PID 1",
+        Duration::from_secs(10),
+        || async {
+            host_processes()
+                .into_iter()
+                .find(|(_, ppid, _)| *ppid == upid)
+                .map(|(pid, _, _)| pid)
+        },
+    )
     .await;
     let status = std::fs::read_to_string(format!("/proc/{jobslot}/status")).expect("status");
     assert!(
-        status.lines().any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
         "jobslot is PID 1 in its namespace: {status}"
     );
     for (job, id) in &ids {
@@ -347,7 +384,13 @@ async fn a_shortage_of_descriptors_delays_tasks_and_fails_none(backend: Backend)
     let store = p.store().await;
     let mut ids = Vec::new();
     for _ in 0..400 {
-        ids.push(store.task_insert(new_task("nap", serde_json::json!({}))).await.expect("insert").id);
+        ids.push(
+            store
+                .task_insert(new_task("nap", serde_json::json!({})))
+                .await
+                .expect("insert")
+                .id,
+        );
     }
     let log = std::fs::File::create(p.path().join("short.stderr")).expect("log");
     let mut cmd = p.cmd();
@@ -384,8 +427,15 @@ async fn a_shortage_of_descriptors_delays_tasks_and_fails_none(backend: Backend)
         .filter(|t| t.status != TaskStatus::Completed)
         .map(|t| format!("{} {:?}", t.status, t.reason))
         .collect();
-    assert!(failed.is_empty(), "{} did not complete: {failed:?}", failed.len());
-    assert!(ended.iter().all(|t| t.attempt == 1), "a shortage uses up no attempt");
+    assert!(
+        failed.is_empty(),
+        "{} did not complete: {failed:?}",
+        failed.len()
+    );
+    assert!(
+        ended.iter().all(|t| t.attempt == 1),
+        "a shortage uses up no attempt"
+    );
     let short = ended
         .iter()
         .filter(|t| {

@@ -111,7 +111,10 @@ fn children() -> Vec<i32> {
         for task in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
                 have_files = true;
-                out.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                out.extend(
+                    text.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -198,7 +201,10 @@ mod tests {
         let mut seen = HashMap::new();
         let t0 = Instant::now();
         assert_eq!(sweep(mine(), &mut seen, t0), 0);
-        assert!(group::read_stat(stray).is_some(), "not reaped before the grace");
+        assert!(
+            group::read_stat(stray).is_some(),
+            "not reaped before the grace"
+        );
         assert_eq!(sweep(mine(), &mut seen, t0 + ZOMBIE_GRACE), 1);
         assert!(group::read_stat(stray).is_none(), "reaped after the grace");
         assert_eq!(sweep(mine(), &mut seen, t0 + ZOMBIE_GRACE * 3), 0);

@@ -213,7 +213,11 @@ fn callback_args(parent: &Task, status: TaskStatus, ordered: &[&Task], limit: us
         }
         v
     };
-    let full = whole(ordered.iter().map(|c| entry(c, true)).collect(), false, None);
+    let full = whole(
+        ordered.iter().map(|c| entry(c, true)).collect(),
+        false,
+        None,
+    );
     let mut size = full.to_string().len();
     if size <= limit {
         return full;
@@ -248,7 +252,9 @@ fn callback_args(parent: &Task, status: TaskStatus, ordered: &[&Task], limit: us
     }
     // Still too big: keep as many children (results cut) as fit.
     let mut kept = Vec::new();
-    let mut used = whole(Vec::new(), true, Some(ordered.len())).to_string().len();
+    let mut used = whole(Vec::new(), true, Some(ordered.len()))
+        .to_string()
+        .len();
     for c in ordered {
         let e = entry(c, false);
         let len = e.to_string().len() + 1;
