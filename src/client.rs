@@ -28,6 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The largest args a task may have: 2 MiB (2,097,152 bytes) of JSON as
+/// jobslot serializes it (compact). Enqueues with more are refused; children's
+/// results in an `on_children_done` callback's args are cut to stay within it.
+pub const MAX_ARGS_BYTES: usize = 2 * 1024 * 1024;
+
 /// What can go wrong with a [`Client`] call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -86,7 +91,8 @@ impl Enqueue {
         }
     }
 
-    /// Its args (given to the process on stdin and in `JOBSLOT_ARGS`).
+    /// Its args (given to the process on stdin, and in `JOBSLOT_ARGS` when
+    /// they are small enough); at most [`MAX_ARGS_BYTES`] of JSON.
     pub fn args(mut self, args: Value) -> Self {
         self.args = args;
         self
@@ -173,6 +179,17 @@ impl Enqueue {
         self.unique_key = Some(key.to_string());
         self
     }
+}
+
+/// Refuses args over [`MAX_ARGS_BYTES`] of serialized JSON.
+pub fn check_args_size(args: &Value) -> Result<(), ClientError> {
+    let size = args.to_string().len();
+    if size > MAX_ARGS_BYTES {
+        return Err(ClientError::Invalid(format!(
+            "args are {size} bytes of JSON, over the limit of {MAX_ARGS_BYTES} bytes (2 MiB); pass large data by reference (a path or URL) instead"
+        )));
+    }
+    Ok(())
 }
 
 /// A schedule as operators follow it (`GET /api/schedules`).
@@ -280,6 +297,7 @@ impl Client {
                 "a unique key must be 1 to 200 characters, not blank, without NUL".to_string(),
             ));
         }
+        check_args_size(&e.args)?;
         let now = Utc::now();
         let due = match (e.due_at, e.delay) {
             (Some(at), _) => at,

@@ -104,11 +104,21 @@ impl From<StoreError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The largest body of `POST /api/tasks`: room for args of
+/// [`crate::client::MAX_ARGS_BYTES`] (checked once parsed) written with some
+/// whitespace, plus the other fields.
+pub const ENQUEUE_BODY_LIMIT: usize = 2 * crate::client::MAX_ARGS_BYTES;
+
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/health", get(health))
-        .route("/api/tasks", get(list_tasks).post(enqueue))
+        .route(
+            "/api/tasks",
+            get(list_tasks)
+                .post(enqueue)
+                .layer(axum::extract::DefaultBodyLimit::max(ENQUEUE_BODY_LIMIT)),
+        )
         .route("/api/tasks/{id}", get(show_task))
         .route("/api/tasks/{id}/cancel", post(cancel_task))
         .route("/api/tasks/{id}/retry", post(retry_task))
@@ -272,7 +282,20 @@ async fn enqueue(
     State(state): State<Arc<ApiState>>,
     body: Result<Json<EnqueueBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(b) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the request body is over {ENQUEUE_BODY_LIMIT} bytes; args may be at most {} bytes of JSON (2 MiB)",
+                    crate::client::MAX_ARGS_BYTES
+                ),
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
     let mut e = Enqueue::new(&b.job).args(b.args.unwrap_or_else(|| json!({})));
     match (&b.at, b.delay_ms) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give at or delay_ms, not both")),

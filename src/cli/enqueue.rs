@@ -15,8 +15,9 @@ use uuid::Uuid;
 pub struct EnqueueArgs {
     /// The job to run (a file in jobs/ without extension).
     pub job: String,
-    /// Args as JSON (given on stdin and in JOBSLOT_ARGS).
-    #[arg(long, default_value = "{}")]
+    /// Args as JSON, at most 2 MiB (given on stdin, and in JOBSLOT_ARGS when
+    /// at most 64 KiB); `@FILE` reads them from a file, `@-` from stdin.
+    #[arg(long, default_value = "{}", allow_hyphen_values = true)]
     pub args: String,
     /// Due at this time (RFC 3339).
     #[arg(long, conflicts_with = "in_")]
@@ -61,8 +62,7 @@ pub struct EnqueueArgs {
 /// Adds the task.
 pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
     let schema = crate::schema::load(&ctx.project).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let args: Value = serde_json::from_str(&a.args)
-        .with_context(|| format!("--args is not valid JSON: {}", a.args))?;
+    let args = read_args(&a.args)?;
     let mut e = Enqueue::new(&a.job).args(args);
     match (&a.at, a.in_) {
         (Some(at), _) => {
@@ -144,6 +144,31 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// `--args`: JSON text, `@FILE` or `@-` (stdin). A command-line argument is
+/// limited to 128 KiB by Linux, so large args come from a file or stdin.
+fn read_args(given: &str) -> Result<Value> {
+    let (text, from) = match given.strip_prefix('@') {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read --args from stdin")?;
+            (text, "stdin".to_string())
+        }
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("cannot read --args {given}"))?,
+            path.to_string(),
+        ),
+        None => (given.to_string(), String::new()),
+    };
+    serde_json::from_str(&text).with_context(|| {
+        if from.is_empty() {
+            format!("--args is not valid JSON: {given}")
+        } else {
+            format!("--args from {from} is not valid JSON")
+        }
+    })
 }
 
 /// `--catch-up skip|one`.

@@ -125,6 +125,8 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     if slots == 0 {
         anyhow::bail!("--slots must be at least 1");
     }
+    // Open-files limit raised to the hard limit; subreaper of tasks' leftovers.
+    crate::runner::prepare_process(slots);
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "localhost".into());

@@ -12,6 +12,8 @@ use super::sys;
 pub(crate) struct ProcStat {
     /// Field 3: R, S, D, Z, …
     pub state: u8,
+    /// Field 4: the parent's pid.
+    pub ppid: i32,
     /// Field 5: the process group id.
     pub pgrp: i32,
     /// Field 22: start time in clock ticks since boot.
@@ -31,12 +33,13 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = *fields.next()?.as_bytes().first()?;
-    let _ppid = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     // Fields 6..=21 lie between pgrp (5) and starttime (22).
     let start_ticks = fields.nth(16)?.parse().ok()?;
     Some(ProcStat {
         state,
+        ppid,
         pgrp,
         start_ticks,
     })
@@ -56,7 +59,7 @@ pub fn process_start_ticks(pid: i32) -> Option<u64> {
 
 /// Every process on the host, with its stat. Processes that vanish while we
 /// look are skipped.
-fn all_processes() -> impl Iterator<Item = (i32, ProcStat)> {
+pub(crate) fn all_processes() -> impl Iterator<Item = (i32, ProcStat)> {
     fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -152,6 +155,7 @@ mod tests {
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
         let st = parse_stat(text).expect("parses");
         assert_eq!(st.state, b'S');
+        assert_eq!(st.ppid, 1);
         assert_eq!(st.pgrp, 4242);
         assert_eq!(st.start_ticks, 987654);
         assert!(parse_stat("12 (truncated) S 1").is_none());

@@ -18,6 +18,7 @@
 mod child;
 mod group;
 mod log;
+mod reaper;
 mod spawn;
 mod sys;
 #[cfg(test)]
@@ -35,6 +36,35 @@ use tokio::time::Instant;
 use crate::model::Outcome;
 
 pub use group::{kill_leftover_group, process_start_ticks};
+
+/// Descriptors the scheduler holds whatever the task count: the runtime, the
+/// database (one SQLite file with its WAL and index, or a PostgreSQL pool and
+/// listener), the API's socket and connections, storage uploads, its own log.
+pub const FDS_BASE: u64 = 128;
+/// Descriptors held per running task: its log file, the read end of its
+/// output pipe, the write end of its stdin, its pidfd. (A spawn in progress
+/// holds four more for a moment, the result file one more at the end.)
+pub const FDS_PER_TASK: u64 = 4;
+
+/// Prepares this process to run up to `slots` tasks at once, at `jobslot run`
+/// start: raises the open-files soft limit to the hard limit (warning when
+/// `slots` tasks would need more; tasks that find no descriptor wait and run
+/// later), registers as a child subreaper and starts the reaper of what tasks
+/// leave behind (see `reaper.rs`).
+pub fn prepare_process(slots: u32) {
+    let needed = FDS_BASE + FDS_PER_TASK * u64::from(slots);
+    match sys::raise_open_files_limit() {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            slots,
+            "the open-files limit (ulimit -n, hard) is below what {slots} running tasks need (about {FDS_BASE} + {FDS_PER_TASK} per task); tasks that find no descriptor go back to pending and run when others end. Raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower --slots"
+        ),
+        Ok(limit) => tracing::debug!(limit, needed, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    reaper::start();
+}
 
 /// Everything needed to start one task's process.
 #[derive(Debug, Clone)]
@@ -66,8 +96,13 @@ pub enum Started {
     Running(RunHandle),
     /// The process could not be started: the OS error text, such as
     /// `No such file or directory (os error 2)`, or why its log file could not
-    /// be opened.
+    /// be opened. The job's fault: the task fails with `spawn-error`.
     Failed(String),
+    /// The machine is short of what a spawn needs (descriptors, memory,
+    /// processes: EMFILE, ENFILE, EAGAIN, ENOMEM), whether the pipe, the log
+    /// file, the clone or the child's exec failed. Not the job's fault: the
+    /// task should run again later.
+    Shortage(String),
 }
 
 /// Why jobslot stops a running task before its deadline.
@@ -196,7 +231,8 @@ impl Runner {
         })
     }
 
-    /// Spawns a task's process. Spawn errors come back as [`Started::Failed`].
+    /// Spawns a task's process. Spawn errors come back as [`Started::Failed`]
+    /// or [`Started::Shortage`].
     /// The owner's events are recorded in the caller's current span.
     pub async fn start(&self, spec: SpawnSpec) -> Started {
         // Creating the log file can take a while on a busy file system: do it
@@ -205,10 +241,10 @@ impl Runner {
         let log_file = match tokio::task::spawn_blocking(move || spawn::open_log(&path)).await {
             Ok(Ok(file)) => file,
             Ok(Err(e)) => {
-                return Started::Failed(format!(
-                    "cannot open log file {}: {e}",
-                    spec.log_path.display()
-                ));
+                return spawn::failure(
+                    format!("cannot open log file {}: {e}", spec.log_path.display()),
+                    &e,
+                );
             }
             Err(e) => return Started::Failed(format!("cannot open log file: {e}")),
         };

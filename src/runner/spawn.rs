@@ -76,11 +76,11 @@ fn spawn_one(
 ) -> Started {
     let (output_r, output_w) = match io::pipe() {
         Ok(ends) => ends,
-        Err(e) => return Started::Failed(format!("cannot create output pipe: {e}")),
+        Err(e) => return failure(format!("cannot create output pipe: {e}"), &e),
     };
     let (stdin_r, stdin_w) = match io::pipe() {
         Ok((r, w)) => (OwnedFd::from(r), OwnedFd::from(w)),
-        Err(e) => return Started::Failed(format!("cannot create input pipe: {e}")),
+        Err(e) => return failure(format!("cannot create input pipe: {e}"), &e),
     };
     let spawned = super::vfork::spawn(&spec, &stdin_r, &OwnedFd::from(output_w));
     // Our copies of the child's ends are closed here, so the log copy sees end
@@ -88,13 +88,13 @@ fn spawn_one(
     drop(stdin_r);
     let pid = match spawned {
         Ok(pid) => pid,
-        Err(e) => return Started::Failed(e.to_string()),
+        Err(e) => return failure(e.to_string(), &e),
     };
     let stdin = Some(stdin_w);
 
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
-        Err(e) => return abandon(pid, format!("pidfd_open: {e}")),
+        Err(e) => return abandon(pid, format!("pidfd_open: {e}"), &e),
     };
     let start_ticks = group::process_start_ticks(pid).unwrap_or_else(|| {
         tracing::warn!(pid, "could not read the start time of a new child");
@@ -108,11 +108,14 @@ fn spawn_one(
         unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
     let pidfd = match registered {
         Ok(fd) => fd,
-        Err(e) => return abandon(pid, format!("cannot watch the child: {e}")),
+        Err(e) => {
+            let e = io::Error::from(e);
+            return abandon(pid, format!("cannot watch the child: {e}"), &e);
+        }
     };
     let output = match pipe::Receiver::from_owned_fd(OwnedFd::from(output_r)) {
         Ok(rx) => rx,
-        Err(e) => return abandon(pid, format!("cannot read the child's output: {e}")),
+        Err(e) => return abandon(pid, format!("cannot read the child's output: {e}"), &e),
     };
     let (log_finish, finish_rx) = oneshot::channel();
     let log_file = tokio::fs::File::from_std(log_file);
@@ -148,15 +151,27 @@ fn spawn_one(
 }
 
 /// Kills and reaps a child we cannot supervise, and reports why.
-fn abandon(pid: i32, why: String) -> Started {
+fn abandon(pid: i32, why: String, error: &io::Error) -> Started {
     tracing::error!(pid, %why, "cannot supervise a new child; killing it");
     let _ = sys::killpg(pid, libc::SIGKILL);
     sys::reap(pid);
-    Started::Failed(why)
+    failure(why, error)
 }
 
-/// Writes the args to the child's stdin, then closes it. A child that never
-/// reads only leaves this task pending until its owner aborts it.
+/// A spawn that failed: a [`Started::Shortage`] when the machine ran short
+/// (see [`sys::is_shortage`]), else [`Started::Failed`].
+pub(super) fn failure(why: String, error: &io::Error) -> Started {
+    if sys::is_shortage(error) {
+        Started::Shortage(why)
+    } else {
+        Started::Failed(why)
+    }
+}
+
+/// Writes the args to the child's stdin, then closes it. The write is
+/// asynchronous (never on a spawner thread): a child that never reads only
+/// leaves this task pending until the child has exited (EPIPE) or its owner
+/// aborts it once the leader is reaped.
 async fn feed_stdin(fd: OwnedFd, bytes: Vec<u8>) {
     if bytes.is_empty() {
         return;

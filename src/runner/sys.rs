@@ -85,7 +85,8 @@ pub(crate) fn exit_status_nowait(pid: i32) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Reaps our exited child `pid` (a zombie by now, so this does not block).
+/// Reaps our exited child `pid` (a zombie by now, so this does not block),
+/// and forgets it as an owned leader.
 pub(crate) fn reap(pid: i32) {
     let mut status = 0;
     loop {
@@ -97,6 +98,7 @@ pub(crate) fn reap(pid: i32) {
         if rc < 0 {
             tracing::warn!(pid, error = %io::Error::last_os_error(), "could not reap child");
         }
+        super::reaper::disown(pid);
         return;
     }
 }
@@ -114,4 +116,39 @@ pub(crate) fn killpg(pgid: i32, signal: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether a failed system call failed for want of the machine's resources
+/// (descriptors, memory, processes) rather than because of the job: EMFILE,
+/// ENFILE, EAGAIN, ENOMEM.
+pub(crate) fn is_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the limit
+/// now in force.
+pub(crate) fn raise_open_files_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit that outlives the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+    }
+    Ok(lim.rlim_cur)
 }

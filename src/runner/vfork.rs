@@ -152,6 +152,9 @@ pub(super) fn spawn(spec: &SpawnSpec, stdin: &OwnedFd, output: &OwnedFd) -> io::
         error: 0,
     };
     let mut stack = vec![0u8; CHILD_STACK];
+    // From before the clone until the pid is registered, the reaper cannot
+    // look at our children: it never mistakes this leader for a stray.
+    let gate = super::reaper::spawn_gate();
     // SAFETY: the stack grows down on x86_64 and aarch64: pass its (aligned)
     // top. All signals are blocked around the clone so no handler runs on the
     // child's stack before it resets them; CLONE_VFORK suspends this thread
@@ -177,6 +180,8 @@ pub(super) fn spawn(spec: &SpawnSpec, stdin: &OwnedFd, output: &OwnedFd) -> io::
         }
         pid
     };
+    super::reaper::own(pid);
+    drop(gate);
     drop(stack);
     if args.error != 0 {
         super::sys::reap(pid);

@@ -172,6 +172,9 @@ async fn step(shared: &Arc<Shared>, full: bool) -> StoreResult<Option<DateTime<U
             // No heartbeat recorded for a while: claim nothing until one is.
             return Ok(orphan_deadline);
         }
+        if let Some(until) = shared.shortage.until() {
+            return Ok([Some(until), orphan_deadline].into_iter().flatten().min());
+        }
         shared.clear_freed_at();
         let free = shared.free_slots();
         if free == 0 {

@@ -15,6 +15,7 @@ mod finish;
 mod ownership;
 pub mod prune;
 pub mod recurrence;
+mod result_file;
 mod supervise;
 pub mod uploads;
 pub mod workers;
@@ -159,6 +160,8 @@ struct Shared {
     fenced: std::sync::atomic::AtomicBool,
     /// When the last heartbeat that was recorded was sent.
     heartbeat_ok: Mutex<tokio::time::Instant>,
+    /// Claims pause for a moment after a spawn found the machine short.
+    shortage: supervise::ShortagePause,
     /// Faults injected by tests (`JOBSLOT_TEST_FAULTS`).
     faults: Faults,
 }
@@ -330,6 +333,7 @@ pub async fn run_instance(
         fenced: std::sync::atomic::AtomicBool::new(false),
         heartbeat_ok: Mutex::new(registered_at),
         faults: Faults::from_env(),
+        shortage: Default::default(),
     });
     tracing::info!(
         instance = %shared.instance.name, id = %shared.instance.id, slots = shared.config.slots,

@@ -60,7 +60,9 @@ impl Fixture {
                 Started::Failed(e) if e.contains("os error 26") => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Started::Failed(e) => panic!("{} failed to start: {e}", spec.program.display()),
+                Started::Failed(e) | Started::Shortage(e) => {
+                    panic!("{} failed to start: {e}", spec.program.display())
+                }
             }
         }
         panic!("{} stayed busy", spec.program.display());
@@ -139,6 +141,7 @@ async fn spawn_errors_carry_the_os_error() {
     let fx = Fixture::new();
     let failed = |started: Started| match started {
         Started::Failed(e) => e,
+        Started::Shortage(e) => panic!("not a shortage: {e}"),
         Started::Running(h) => panic!("pid {} should not have started", h.pid),
     };
     let missing = fx.spec(&fx.dir.path().join("missing"));
@@ -192,4 +195,51 @@ async fn log_cap_truncates_once_and_a_flooding_child_still_finishes() {
         log.ends_with("x\n[jobslot] log truncated at 1000 bytes\n"),
         "{log}"
     );
+}
+
+#[test]
+fn the_machines_errors_are_shortages_and_the_jobs_are_failures() {
+    for errno in [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM] {
+        let e = std::io::Error::from_raw_os_error(errno);
+        assert!(
+            matches!(spawn::failure(e.to_string(), &e), Started::Shortage(_)),
+            "{e}"
+        );
+    }
+    for errno in [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::E2BIG] {
+        let e = std::io::Error::from_raw_os_error(errno);
+        assert!(
+            matches!(spawn::failure(e.to_string(), &e), Started::Failed(_)),
+            "{e}"
+        );
+    }
+}
+
+/// 2 MiB of stdin is written off the spawner thread: the spawn returns while
+/// the child has not read yet, the child gets every byte, and a child that
+/// never reads ends all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mib_of_stdin_neither_blocks_the_spawner_nor_a_child_that_never_reads() {
+    let fx = Fixture::new();
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let mut spec = fx.spec(&fx.script("late_reader", "sleep 1; wc -c"));
+    spec.stdin = big.clone();
+    let begun = Instant::now();
+    let handle = fx.start(&spec).await;
+    assert!(
+        begun.elapsed() < Duration::from_millis(900),
+        "the spawn waited for the child to read: {:?}",
+        begun.elapsed()
+    );
+    let report = handle.wait().await;
+    assert_eq!(report.outcome, Outcome::Exited(0));
+    let log = std::fs::read_to_string(&spec.log_path).expect("log");
+    assert_eq!(log.trim(), "2097152");
+
+    let mut spec = fx.spec(&fx.script("never_reads", "sleep 0.2"));
+    spec.stdin = big;
+    let (report, _) = tokio::time::timeout(Duration::from_secs(10), fx.run(&spec))
+        .await
+        .expect("a child that never reads its stdin still ends");
+    assert_eq!(report.outcome, Outcome::Exited(0));
 }
