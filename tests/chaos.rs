@@ -147,13 +147,13 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(t0: Instant, window_until: Arc<AtomicU64>) -> Self {
+    fn start(t0: Instant, window_until: Arc<AtomicU64>, project: PathBuf) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut r = Replicas::default();
             while !flag.load(Ordering::Relaxed) {
-                let (live, stopped) = job_leaders(WORKER_JOB);
+                let (live, stopped) = job_leaders(WORKER_JOB, &project);
                 // Read after counting: a fault marks its window before it acts.
                 let outside = ms_since(t0) >= window_until.load(Ordering::SeqCst);
                 let running = live.len() - stopped;
@@ -401,7 +401,7 @@ impl<'a> Cluster<'a> {
         };
         let at = ms_since(self.t0);
         let frozen = freeze_tree(pid);
-        let replicas = job_leaders(WORKER_JOB).0;
+        let replicas = job_leaders(WORKER_JOB, &self.dir).0;
         let caught = frozen.iter().filter(|p| replicas.contains(p)).count();
         self.faults.replicas_frozen += caught;
         let name = self.slots[i].inst.as_ref().map(|i| i.name.clone());
@@ -598,7 +598,8 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
 
     let t0 = Instant::now();
     let window_until = Arc::new(AtomicU64::new(0));
-    let sampler = Sampler::start(t0, window_until.clone());
+    let dir = std::fs::canonicalize(p.path()).expect("project dir");
+    let sampler = Sampler::start(t0, window_until.clone(), dir);
     let hosts = hosts(backend);
     eprintln!("instances on {hosts:?} hosts");
     let mut cluster = Cluster::new(&p, t0, window_until, hosts);
@@ -606,7 +607,7 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
         cluster.start(i);
     }
     wait_for("the worker's replicas", Duration::from_secs(30), || async {
-        (job_leaders(WORKER_JOB).0.len() == REPLICAS).then_some(())
+        (job_leaders(WORKER_JOB, &cluster.dir).0.len() == REPLICAS).then_some(())
     })
     .await;
 
@@ -630,7 +631,7 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
     let mut steady_since: Option<Instant> = None;
     let mut replicas_back = false;
     while back.elapsed() < Duration::from_secs(30) {
-        if job_leaders(WORKER_JOB).0.len() == REPLICAS {
+        if job_leaders(WORKER_JOB, &cluster.dir).0.len() == REPLICAS {
             let since = *steady_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(1) {
                 replicas_back = true;
@@ -659,6 +660,17 @@ async fn faults_never_lose_a_task_run_an_attempt_twice_or_overrun_the_worker(bac
         .flat_map(|i| (1..=cluster.slots[i].generation).map(move |g| format!("i{i}g{g}")))
         .map(|name| p.stderr_of(&name))
         .collect();
+    // Kept for a look after a failure.
+    let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{backend:?}"));
+    let _ = std::fs::remove_dir_all(&keep);
+    let _ = std::fs::create_dir_all(&keep);
+    for i in 0..INSTANCES {
+        for g in 1..=cluster.slots[i].generation {
+            let name = format!("i{i}g{g}");
+            let _ = std::fs::write(keep.join(format!("{name}.stderr")), p.stderr_of(&name));
+        }
+    }
+    eprintln!("instance logs kept in {}", keep.display());
     let said = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
     eprintln!(
         "chaos {backend:?} figures (seed {seed}, {hosts:?} hosts):\n\

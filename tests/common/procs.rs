@@ -148,14 +148,17 @@ pub fn kill_all_in(dir: &Path) {
 }
 
 /// Process-group leaders (the task processes jobslot starts) with
-/// `JOBSLOT_JOB=<job>` in their environment that are neither zombies nor gone:
+/// `JOBSLOT_JOB=<job>` in their environment, running in `project`, that are
+/// neither zombies nor gone:
 /// `(live, of which stopped)`.
-pub fn job_leaders(job: &str) -> (Vec<i32>, usize) {
+pub fn job_leaders(job: &str, project: &Path) -> (Vec<i32>, usize) {
     let entry = format!("JOBSLOT_JOB={job}");
     let mut live = Vec::new();
     let mut stopped = 0;
     for p in all_procs() {
-        if p.pid == p.pgrp && p.exists() && has_env(p.pid, &entry) {
+        // Tasks run in their project's directory: other tests' processes
+        // of a job with the same name are not counted.
+        if p.pid == p.pgrp && p.exists() && has_env(p.pid, &entry) && cwd_is(p.pid, project) {
             // Read again: it may have died while its environment was read.
             if let Some(again) = proc_stat(p.pid).filter(ProcStat::exists) {
                 live.push(p.pid);
