@@ -257,5 +257,5 @@ async fn migrate_reports_the_same_version_on_both_backends(backend: Backend) {
     let v = p.cli_json(&["migrate"]);
     assert_eq!(v["version"], 7, "{v}");
     let again = p.cli_json(&["migrate"]);
-    assert_eq!(again["version"], 7);
+    assert_eq!(again["version"], 8);
 }

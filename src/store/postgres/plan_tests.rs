@@ -180,7 +180,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
     }
     for s in &stores {
         assert_eq!(s.schema(), schema.name);
-        assert_eq!(s.migrate().await.expect("migrate"), 7);
+        assert_eq!(s.migrate().await.expect("migrate"), 8);
     }
     let client = schema.connect().await;
     let versions = client
@@ -193,7 +193,7 @@ async fn concurrent_opens_create_and_migrate_the_schema_once() {
     let versions: Vec<i32> = versions.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5, 6, 7],
+        [1, 2, 3, 4, 5, 6, 7, 8],
         "each migration applied once"
     );
 }

@@ -195,10 +195,7 @@ pub async fn orphans<C: GenericClient>(c: &C, p: &OrphanParams) -> StoreResult<V
     let sql = concat!(
         "SELECT ",
         task_columns!(),
-        " FROM tasks WHERE status = $1 AND instance_id != $2
-           AND deadline_at + $3 <= LEAST($4, ",
-        db_clock_ms!(),
-        ")"
+        " FROM tasks WHERE status = $1 AND instance_id != $2 AND deadline_at + $3 <= $4"
     );
     let grace = i64::try_from(p.grace.as_millis()).unwrap_or(i64::MAX);
     tasks(
