@@ -31,6 +31,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
         token: token.map(str::to_string),
         log_dir,
         storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
+        shutdown: Shutdown::never(),
     });
     Fixture {
         dir,

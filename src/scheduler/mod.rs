@@ -342,7 +342,7 @@ async fn recover_uploads(shared: Arc<Shared>, uploads: uploads::Uploads) {
 async fn prune_loop(shared: Arc<Shared>, after: Duration) {
     let every = (after / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
-        let before = Utc::now() - chrono::Duration::milliseconds(after.as_millis() as i64);
+        let before = crate::model::time_before(Utc::now(), after);
         match prune::prune(
             shared.store.as_ref(),
             shared.config.storage.as_deref(),

@@ -59,9 +59,9 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
         .log_dir
         .join(crate::model::log_file_name(task.id, task.attempt));
     let result_path = cfg.log_dir.join(format!("{}.result.json", task.id));
-    let deadline_utc = task.deadline_at.unwrap_or_else(|| {
-        Utc::now() + chrono::Duration::milliseconds(task.max_execution_time.as_millis() as i64)
-    });
+    let deadline_utc = task
+        .deadline_at
+        .unwrap_or_else(|| crate::model::time_after(Utc::now(), task.max_execution_time));
     let remaining = (deadline_utc - Utc::now()).to_std().unwrap_or_default();
     let program = shared.jobs.get(&task.job).and_then(|j| j.program.clone());
     let started = match program {

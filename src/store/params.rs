@@ -40,9 +40,7 @@ impl Instance {
     pub fn is_gone(&self, now: DateTime<Utc>) -> bool {
         let silence =
             (self.heartbeat_interval * Self::MISSED_HEARTBEATS).max(Duration::from_secs(1));
-        let limit =
-            chrono::Duration::milliseconds(i64::try_from(silence.as_millis()).unwrap_or(i64::MAX));
-        self.stopped_at.is_some() || self.heartbeat_at + limit < now
+        self.stopped_at.is_some() || crate::model::time_after(self.heartbeat_at, silence) < now
     }
 
     /// `stopped`, `gone` (see [`Self::is_gone`]) or `alive`, as shown by
@@ -202,8 +200,7 @@ impl TaskClaimParams {
         t.instance = Some(self.instance_name.clone());
         t.host = Some(self.host.clone());
         t.started_at = Some(self.now);
-        let max = i64::try_from(t.max_execution_time.as_millis()).unwrap_or(i64::MAX);
-        t.deadline_at = Some(self.now + chrono::Duration::milliseconds(max));
+        t.deadline_at = Some(crate::model::time_after(self.now, t.max_execution_time));
     }
 }
 
