@@ -108,7 +108,7 @@ fn start_serve(p: &Project, port: u16) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_within_its_shutdown_timeout_with_streams_open() {
     let p = project();
-    let runner = p.start("runner", 2, &["--no-api"]);
+    let runner = p.start("runner", 2, &["--no-api", "--shutdown-timeout", "500ms"]);
     let port = free_port();
     let mut api = start_serve(&p, port);
     let streams = open_streams(&p, port, "sleeper").await;
