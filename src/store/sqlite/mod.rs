@@ -8,6 +8,8 @@
 #[cfg(test)]
 mod conformance_tests;
 mod migrations;
+#[cfg(test)]
+mod open_tests;
 mod rows;
 mod schedules;
 mod stats;
