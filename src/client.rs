@@ -299,6 +299,21 @@ impl Client {
         }
         check_args_size(&e.args)?;
         let now = Utc::now();
+        let longest = crate::model::MAX_DURATION;
+        if let Some(d) = e.delay.filter(|d| *d > longest) {
+            return Err(ClientError::Invalid(format!(
+                "a delay of {} is longer than 3650d, the longest jobslot accepts",
+                crate::model::format_duration(d)
+            )));
+        }
+        if let Some(Recurrence::Every { interval, .. }) = &e.recurrence
+            && *interval > longest
+        {
+            return Err(ClientError::Invalid(format!(
+                "a recurrence interval of {} is longer than 3650d, the longest jobslot accepts",
+                crate::model::format_duration(*interval)
+            )));
+        }
         let due = match (e.due_at, e.delay) {
             (Some(at), _) => at,
             (None, Some(d)) => i64::try_from(d.as_millis())

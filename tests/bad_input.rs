@@ -161,3 +161,52 @@ fn schema_check_json_lists_every_error() {
             .all(|e| e["file"] == "schema/x.toml" && e["line"].is_number())
     );
 }
+
+/// Durations past 3650 days, and start times chrono cannot represent, are one
+/// clear sentence and exit 1, never a panic (issue 15, case 8).
+#[test]
+fn durations_past_the_bound_and_impossible_times_are_errors() {
+    let p = Project::new();
+    p.job("a", "true");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["enqueue", "a", "--in", "100000000d"],
+            "--in: invalid duration \"100000000d\": it is longer than 3650d",
+        ),
+        (
+            &["enqueue", "a", "--every", "3651d"],
+            "--every: invalid duration \"3651d\": it is longer than 3650d",
+        ),
+        (
+            &["enqueue", "a", "--at", "+275760-09-13T00:00:00Z"],
+            "is not an RFC 3339 time",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = p.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Options of `run` are bounded too (clap reports them as usage errors).
+    for flag in [
+        "--orphan-grace",
+        "--shutdown-timeout",
+        "--heartbeat-interval",
+    ] {
+        let out = p.cli(&["run", flag, "100000000d"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {err}");
+        assert!(err.contains("longer than 3650d"), "{flag}: {err}");
+    }
+    let out = p.cli(&["tasks"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).lines().count() <= 1,
+        "nothing was enqueued"
+    );
+}

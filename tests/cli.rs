@@ -255,7 +255,7 @@ async fn migrate_reports_the_same_version_on_both_backends(backend: Backend) {
     let p = Project::on(backend);
     p.job("a", "true");
     let v = p.cli_json(&["migrate"]);
-    assert_eq!(v["version"], 7, "{v}");
+    assert_eq!(v["version"], 8, "{v}");
     let again = p.cli_json(&["migrate"]);
     assert_eq!(again["version"], 8);
 }

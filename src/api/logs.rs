@@ -99,6 +99,8 @@ pub(super) async fn task_log(
 /// for its end), then one `end` event with the task's final
 /// `{"id","status","reason","exit_code"}`, or an `error` event
 /// `{"code","message"}`. Following a pending task waits for it to start.
+/// When the server begins to shut down the stream ends at once with an
+/// `error` event whose code is `shutdown`.
 pub(super) async fn task_log_stream(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -109,48 +111,66 @@ pub(super) async fn task_log_stream(
         return Err(ApiError::not_found(format!("no task {id}")));
     };
     let follower = reader(&state).follow(store, task, true);
+    let shutdown = state.shutdown.clone();
     // State: the follower, bytes of an unfinished character, whether done.
     let events = stream::unfold(
         (follower, Vec::<u8>::new(), false),
-        |(mut f, mut carry, done)| async move {
-            if done {
-                return None;
-            }
-            let event = match f.next().await {
-                Ok(Some(chunk)) => {
-                    carry.extend_from_slice(&chunk);
-                    let text = take_text(&mut carry);
-                    Event::default()
-                        .event("log")
-                        .json_data(json!({ "text": text }))
+        move |(mut f, mut carry, done)| {
+            let shutdown = shutdown.clone();
+            async move {
+                if done {
+                    return None;
                 }
-                Ok(None) if !carry.is_empty() => {
-                    // A last character cut short: sent as it is.
-                    let text = String::from_utf8_lossy(&carry).into_owned();
-                    carry.clear();
-                    Event::default()
-                        .event("log")
-                        .json_data(json!({ "text": text }))
-                }
-                Ok(None) => {
-                    let t = f.task();
-                    let end = Event::default().event("end").json_data(json!({
-                        "id": t.id.to_string(),
-                        "status": t.status.as_str(),
-                        "reason": t.reason,
-                        "exit_code": t.exit_code,
-                    }));
-                    return Some((Ok(end.unwrap_or_default()), (f, Vec::new(), true)));
-                }
-                Err(e) => {
-                    let e = ApiError::from(e);
-                    let ev = Event::default()
-                        .event("error")
-                        .json_data(json!({"code": e.code, "message": e.message}));
+                // The server's shutdown ends the stream (a pending task may
+                // wait for hours), saying so.
+                let next = tokio::select! {
+                    biased;
+                    _ = shutdown.started() => None,
+                    next = f.next() => Some(next),
+                };
+                let Some(next) = next else {
+                    let ev = Event::default().event("error").json_data(json!({
+                    "code": "shutdown",
+                    "message": "the server is shutting down; follow the log again from another one",
+                }));
                     return Some((Ok(ev.unwrap_or_default()), (f, Vec::new(), true)));
-                }
-            };
-            Some((Ok(event.unwrap_or_default()), (f, carry, false)))
+                };
+                let event = match next {
+                    Ok(Some(chunk)) => {
+                        carry.extend_from_slice(&chunk);
+                        let text = take_text(&mut carry);
+                        Event::default()
+                            .event("log")
+                            .json_data(json!({ "text": text }))
+                    }
+                    Ok(None) if !carry.is_empty() => {
+                        // A last character cut short: sent as it is.
+                        let text = String::from_utf8_lossy(&carry).into_owned();
+                        carry.clear();
+                        Event::default()
+                            .event("log")
+                            .json_data(json!({ "text": text }))
+                    }
+                    Ok(None) => {
+                        let t = f.task();
+                        let end = Event::default().event("end").json_data(json!({
+                            "id": t.id.to_string(),
+                            "status": t.status.as_str(),
+                            "reason": t.reason,
+                            "exit_code": t.exit_code,
+                        }));
+                        return Some((Ok(end.unwrap_or_default()), (f, Vec::new(), true)));
+                    }
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        let ev = Event::default()
+                            .event("error")
+                            .json_data(json!({"code": e.code, "message": e.message}));
+                        return Some((Ok(ev.unwrap_or_default()), (f, Vec::new(), true)));
+                    }
+                };
+                Some((Ok(event.unwrap_or_default()), (f, carry, false)))
+            }
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))

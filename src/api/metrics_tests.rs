@@ -1,7 +1,7 @@
 //! Router tests of `/metrics` and `/api/stats`: content type, figures, and the
 //! token rule.
 
-use crate::api::{ApiState, router};
+use crate::api::{ApiState, Shutdown, router};
 use crate::client::Client;
 use axum::Router;
 use axum::body::Body;
@@ -31,6 +31,7 @@ async fn app(dir: &std::path::Path, token: Option<&str>) -> Router {
         token: token.map(str::to_string),
         log_dir: dir.join(".jobslot").join("logs"),
         storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
+        shutdown: Shutdown::never(),
     }))
 }
 

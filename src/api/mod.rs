@@ -38,6 +38,56 @@ pub struct ApiState {
     pub log_dir: std::path::PathBuf,
     /// Where finished tasks' logs are stored.
     pub storage: Arc<crate::logs::Storage>,
+    /// The start of the server's shutdown: log streams end then.
+    pub shutdown: Shutdown,
+}
+
+/// When the server began to shut down, once it has. Whatever waits in a
+/// request (a log stream) ends then, so that no open connection holds a
+/// shutdown.
+#[derive(Debug, Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<Option<tokio::time::Instant>>);
+
+impl Shutdown {
+    /// A shutdown, and what starts it.
+    pub fn channel() -> (ShutdownTrigger, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (ShutdownTrigger(Arc::new(tx)), Self(rx))
+    }
+
+    /// A shutdown that never starts.
+    pub fn never() -> Self {
+        Self(tokio::sync::watch::channel(None).1)
+    }
+
+    /// Resolves with the time shutdown started: at once if it has, never
+    /// if it no longer can (its sender is gone).
+    pub async fn started(&self) -> tokio::time::Instant {
+        let mut rx = self.0.clone();
+        if let Ok(at) = rx.wait_for(Option::is_some).await
+            && let Some(at) = *at
+        {
+            return at;
+        }
+        std::future::pending().await
+    }
+}
+
+/// Starts a [`Shutdown`].
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(Arc<tokio::sync::watch::Sender<Option<tokio::time::Instant>>>);
+
+impl ShutdownTrigger {
+    /// Starts the shutdown now, unless it has started already.
+    pub fn start(&self) {
+        self.0.send_if_modified(|at| {
+            let first = at.is_none();
+            if first {
+                *at = Some(tokio::time::Instant::now());
+            }
+            first
+        });
+    }
 }
 
 /// An error as the API answers it.

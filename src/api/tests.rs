@@ -31,6 +31,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
         token: token.map(str::to_string),
         log_dir,
         storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
+        shutdown: Shutdown::never(),
     });
     Fixture {
         dir,
@@ -674,4 +675,43 @@ async fn workers_are_listed_stopped_started_and_restarted() {
     assert_eq!((s, &v["generation"]), (StatusCode::OK, &json!(2)), "{v}");
     let (s, v) = call(&f.app, "POST", "/api/workers/nope/stop", None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+/// Delays past the longest duration jobslot accepts (3650 days) and start
+/// times outside what it can represent are bad requests, never a panic
+/// (issue 15, case 8); the bound itself is accepted.
+#[tokio::test]
+async fn delays_and_times_out_of_bounds_are_bad_requests() {
+    let f = fixture(None).await;
+    let day_ms: u64 = 86_400_000;
+    let cases = [
+        (
+            json!({"job": "hello", "delay_ms": 100_000_000 * day_ms}),
+            "longer than 3650d",
+        ),
+        (
+            json!({"job": "hello", "delay_ms": 3651 * day_ms}),
+            "longer than 3650d",
+        ),
+        (
+            json!({"job": "hello", "delay_ms": u64::MAX}),
+            "longer than 3650d",
+        ),
+        (
+            json!({"job": "hello", "at": "+275760-09-13T00:00:00Z"}),
+            "not an RFC 3339 time",
+        ),
+    ];
+    for (body, text) in cases {
+        let (s, v) = call(&f.app, "POST", "/api/tasks", Some(body.clone()), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(text), "{body}: {v}");
+    }
+    let longest = json!({"job": "hello", "delay_ms": 3650 * day_ms});
+    let (s, v) = call(&f.app, "POST", "/api/tasks", Some(longest), None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let latest = json!({"job": "hello", "at": "9999-12-31T23:59:59Z"});
+    let (s, v) = call(&f.app, "POST", "/api/tasks", Some(latest), None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }

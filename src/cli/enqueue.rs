@@ -23,11 +23,11 @@ pub struct EnqueueArgs {
     #[arg(long, conflicts_with = "in_")]
     pub at: Option<String>,
     /// Due after this duration.
-    #[arg(long = "in", value_parser = parse_duration)]
-    pub in_: Option<Duration>,
+    #[arg(long = "in")]
+    pub in_: Option<String>,
     /// Recur every duration.
-    #[arg(long, value_parser = parse_duration, conflicts_with = "cron")]
-    pub every: Option<Duration>,
+    #[arg(long, conflicts_with = "cron")]
+    pub every: Option<String>,
     /// Recur on a cron expression (5 or 6 fields).
     #[arg(long)]
     pub cron: Option<String>,
@@ -64,7 +64,15 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
     let schema = crate::schema::load(&ctx.project).map_err(|e| anyhow::anyhow!("{e}"))?;
     let args = read_args(&a.args)?;
     let mut e = Enqueue::new(&a.job).args(args);
-    match (&a.at, a.in_) {
+    // Read here rather than by clap: a duration out of bounds is an error
+    // (exit 1) like any other bad value, not a usage error (exit 2).
+    let duration = |flag: &str, text: &Option<String>| -> Result<Option<Duration>> {
+        text.as_deref()
+            .map(|t| parse_duration(t).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .transpose()
+    };
+    let (in_, every) = (duration("--in", &a.in_)?, duration("--every", &a.every)?);
+    match (&a.at, in_) {
         (Some(at), _) => {
             let at = DateTime::parse_from_rfc3339(at).with_context(|| {
                 format!("--at {at:?} is not an RFC 3339 time (e.g. 2026-01-01T02:00:00Z)")
@@ -74,7 +82,7 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> Result<i32> {
         (None, Some(d)) => e = e.delay(d),
         (None, None) => {}
     }
-    match (a.every, &a.cron) {
+    match (every, &a.cron) {
         (Some(d), _) if d.is_zero() => bail!("--every must be longer than 0"),
         (Some(d), _) => e = e.every(d),
         (None, Some(expr)) => e = e.cron(expr, &a.timezone)?,

@@ -13,6 +13,7 @@ mod queues;
 mod run;
 mod schema_cmd;
 mod serve;
+mod signals;
 mod stats;
 mod tasks;
 mod workers;

@@ -29,8 +29,7 @@ pub async fn run(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
     }
     let store = ctx.store().await?;
     let storage = ctx.storage().await;
-    let before =
-        chrono::Utc::now() - chrono::Duration::milliseconds(a.older_than.as_millis() as i64);
+    let before = crate::model::time_before(chrono::Utc::now(), a.older_than);
     let report =
         crate::scheduler::prune::prune(store.as_ref(), Some(&storage), before, &a.status, a.batch)
             .await?;

@@ -2,12 +2,11 @@
 
 use super::Ctx;
 use crate::model::parse_duration;
-use crate::scheduler::{InstanceConfig, StopRequest, run_instance};
+use crate::scheduler::{InstanceConfig, run_instance};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// Options of `jobslot run`.
 #[derive(Debug, Args)]
@@ -65,6 +64,11 @@ pub struct RunArgs {
     pub no_scheduler: bool,
 }
 
+/// How long the orderly stop a second signal asks for may take before the
+/// process exits anyway (tasks not stopped by then die with it, by their
+/// parent-death signal, and are failed as orphaned later).
+const FORCED_EXIT_AFTER: Duration = Duration::from_secs(1);
+
 /// A duration, or `0` / `off` for none.
 fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
     match s.trim() {
@@ -104,7 +108,12 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             Some(addr) => addr,
             None => default_api_addr()?,
         };
-        return super::serve::run(ctx, super::serve::ServeArgs { api_addr }).await;
+        let shutdown_timeout = a.shutdown_timeout;
+        let serve = super::serve::ServeArgs {
+            api_addr,
+            shutdown_timeout,
+        };
+        return super::serve::run(ctx, serve).await;
     }
     let _guard = init_tracing(ctx)?;
     let schema = match crate::schema::load(&ctx.project) {
@@ -168,44 +177,23 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     } else {
         api_listener(a.api_addr).await?
     };
-    let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            tokio::select! {
-                _ = sigint.recv() => {}
-                _ = sigterm.recv() => {}
-            }
-            let req = if first {
-                StopRequest::Graceful
-            } else {
-                StopRequest::Immediate
-            };
-            if first {
-                tracing::info!(
-                    "signal received: finishing running tasks (send again to stop them now)"
-                );
-            } else {
-                tracing::warn!("second signal: stopping running tasks now");
-            }
-            first = false;
-            if stop_tx.send(req).is_err() {
-                return;
-            }
-        }
-    });
-    // The API serves until the instance has stopped (running tasks included).
+    // Signals first stop claiming, then stop tasks; log streams end at the
+    // first one, while the API goes on serving until the instance has stopped.
+    let (trigger, shutdown) = crate::api::Shutdown::channel();
+    let stop_rx = super::signals::install(trigger.clone(), FORCED_EXIT_AFTER)?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = match listener {
         Some(listener) => {
             let (ctx, store, schema) = (ctx.clone(), store.clone(), schema.clone());
-            Some(tokio::spawn(async move {
-                let shutdown = async move {
+            let stopping = super::serve::ApiShutdown {
+                begun: shutdown,
+                stop: Box::pin(async move {
                     let _ = api_stopped.await;
-                };
-                if let Err(e) = super::serve::serve(&ctx, listener, store, schema, shutdown).await {
+                }),
+                drain: config.shutdown_timeout,
+            };
+            Some(tokio::spawn(async move {
+                if let Err(e) = super::serve::serve(&ctx, listener, store, schema, stopping).await {
                     tracing::error!("the HTTP API stopped: {e:#}");
                 }
             }))
@@ -213,6 +201,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         None => None,
     };
     let result = run_instance(store, config, schema, stop_rx).await;
+    trigger.start();
     let _ = api_stop.send(());
     if let Some(api) = api {
         let _ = api.await;

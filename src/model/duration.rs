@@ -1,7 +1,18 @@
 //! Human durations as written in schema files and on the command line:
-//! `500ms`, `30s`, `10m`, `1h`, `2d`, or combined (`1h30m`).
+//! `500ms`, `30s`, `10m`, `1h`, `2d`, or combined (`1h30m`), at most
+//! [`MAX_DURATION`]; and time arithmetic with them that saturates instead of
+//! panicking.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
+
+/// The longest duration jobslot accepts anywhere (schema, command line, API):
+/// 3650 days. Times a duration away from any RFC 3339 time stay within
+/// chrono's range, so no arithmetic on them can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// [`MAX_DURATION`] as written (`3650d`), for messages.
+pub const MAX_DURATION_TEXT: &str = "3650d";
 
 /// A duration that could not be parsed, with the text that was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +75,30 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             .ok_or_else(|| err("the duration is too large"))?;
     }
     let ms = u64::try_from(total).map_err(|_| err("the duration is too large"))?;
-    Ok(Duration::from_millis(ms))
+    let d = Duration::from_millis(ms);
+    if d > MAX_DURATION {
+        return Err(err(
+            "it is longer than 3650d, the longest duration jobslot accepts",
+        ));
+    }
+    Ok(d)
+}
+
+/// `d` as a chrono delta, [`TimeDelta::MAX`] when it does not fit.
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// `t + d`, or the latest representable time when that would overflow.
+pub fn time_after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(delta(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, or the earliest representable time when that would overflow.
+pub fn time_before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(delta(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Formats a duration the way [`parse_duration`] reads it (`1h30m`, `250ms`).
@@ -106,10 +140,7 @@ pub fn parse_time_or_ago(
         )
     };
     let d = parse_duration(s).map_err(|_| bad())?;
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_sub_signed(d))
-        .ok_or_else(bad)
+    Ok(time_before(now, d))
 }
 
 #[cfg(test)]
@@ -149,10 +180,35 @@ mod tests {
             "m5",
             "1h-5m",
             "99999999999999999999999d",
+            "100000000d",
+            "3650d1ms",
         ] {
             let e = parse_duration(bad).expect_err(bad);
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn the_longest_duration_is_3650_days() {
+        assert_eq!(parse_duration(MAX_DURATION_TEXT), Ok(MAX_DURATION));
+        let e = parse_duration("100000000d").expect_err("too long");
+        assert!(e.to_string().contains("longer than 3650d"), "{e}");
+    }
+
+    #[test]
+    fn time_arithmetic_saturates() {
+        let now = Utc::now();
+        let forever = Duration::from_secs(u64::MAX);
+        assert_eq!(time_after(now, forever), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(time_before(now, forever), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            time_after(DateTime::<Utc>::MAX_UTC, Duration::from_millis(1)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            time_after(now, Duration::from_secs(2)) - now,
+            TimeDelta::seconds(2)
+        );
     }
 
     #[test]

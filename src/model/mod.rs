@@ -11,7 +11,10 @@ pub mod task;
 pub mod worker;
 
 pub use self::cron::{CronError, CronExpr};
-pub use duration::{DurationError, format_duration, parse_duration, parse_time_or_ago};
+pub use duration::{
+    DurationError, MAX_DURATION, format_duration, parse_duration, parse_time_or_ago, time_after,
+    time_before,
+};
 pub use job::{Job, is_valid_name};
 pub use retry::RetryPolicy;
 pub use schedule::{CatchUp, Recurrence, Schedule};

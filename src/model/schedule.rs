@@ -1,7 +1,7 @@
 //! Schedules and next-occurrence arithmetic.
 
 use super::cron::CronExpr;
-use super::duration::{format_duration, parse_duration};
+use super::duration::{format_duration, parse_duration, time_after, time_before};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
@@ -98,7 +98,7 @@ impl Recurrence {
             } if *start < now => Some(next_on_grid(
                 *start,
                 *interval,
-                now - ChronoDuration::milliseconds(1),
+                time_before(now, Duration::from_millis(1)),
             )),
             Self::Every {
                 start_at: Some(start),
@@ -141,7 +141,7 @@ impl Recurrence {
     pub fn following(&self, due: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Self::Every { interval, .. } => {
-                Some(due + ChronoDuration::milliseconds(interval.as_millis().max(1) as i64))
+                Some(time_after(due, (*interval).max(Duration::from_millis(1))))
             }
             Self::Cron { expr, .. } => expr.next_after(due),
             Self::After { .. } => None,
@@ -222,15 +222,19 @@ impl Recurrence {
     }
 }
 
-/// The first point `anchor + k * interval` (k ≥ 0) strictly after `after`.
+/// The first point `anchor + k * interval` (k ≥ 0) strictly after `after`;
+/// the latest representable time when that point is past chrono's range.
 fn next_on_grid(anchor: DateTime<Utc>, interval: Duration, after: DateTime<Utc>) -> DateTime<Utc> {
-    let step = interval.as_millis().max(1) as i64;
+    let step = i64::try_from(interval.as_millis().max(1)).unwrap_or(i64::MAX);
     if anchor > after {
         return anchor;
     }
     let elapsed = (after - anchor).num_milliseconds();
     let k = elapsed / step + 1;
-    anchor + ChronoDuration::milliseconds(k * step)
+    k.checked_mul(step)
+        .and_then(ChronoDuration::try_milliseconds)
+        .and_then(|d| anchor.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -350,5 +354,32 @@ mod tests {
         ] {
             assert!(Recurrence::from_json(&bad).is_err(), "{bad}");
         }
+    }
+
+    /// Intervals and start times at the edges of chrono's range give the
+    /// latest representable time, never a panic (issue 15, case 8).
+    #[test]
+    fn huge_intervals_saturate_instead_of_panicking() {
+        let latest = DateTime::<Utc>::MAX_UTC;
+        for interval in [Duration::from_secs(100_000_000 * 86_400), Duration::MAX] {
+            for start_at in [None, Some(t(0)), Some(latest)] {
+                let r = Recurrence::Every {
+                    interval,
+                    start_at,
+                    catch_up: CatchUp::Skip,
+                };
+                let first = r.first_due(t(10)).expect("a first due time");
+                let next = r.next_due(Some(first), t(20)).expect("a next due time");
+                assert!(next >= first, "{next} < {first}");
+                assert_eq!(r.following(first), Some(latest));
+                assert!(!r.is_missed(first, t(20)));
+            }
+        }
+        let far = Recurrence::Every {
+            interval: Duration::from_secs(3650 * 86_400),
+            start_at: Some(t(0)),
+            catch_up: CatchUp::Skip,
+        };
+        assert_eq!(far.next_due(Some(t(0)), latest), Some(latest));
     }
 }

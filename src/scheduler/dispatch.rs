@@ -296,7 +296,7 @@ async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc
         super::finish::fail_orphan(shared, task).await?;
     }
     let next = store.task_next_foreign_deadline(shared.instance.id).await?;
-    Ok(next.map(|d| d + chrono::Duration::milliseconds(grace.as_millis() as i64)))
+    Ok(next.map(|d| crate::model::time_after(d, grace)))
 }
 
 #[cfg(test)]

@@ -251,7 +251,7 @@ fn retry_plan(
     };
     if policy.retries(task.attempt, true) {
         let delay = policy.delay(task.attempt, random_unit());
-        let retry_at = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
+        let retry_at = crate::model::time_after(now, delay);
         tracing::info!(task = %task.id, attempt = task.attempt, reason = ?reason, %retry_at, "transient failure; retrying");
         return RetryPlan {
             retry_at: Some(retry_at),

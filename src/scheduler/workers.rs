@@ -208,7 +208,7 @@ pub fn replacement(
         quick_exits,
         reasons,
     };
-    let due = now + chrono::Duration::milliseconds(delay.as_millis() as i64);
+    let due = crate::model::time_after(now, delay);
     Some(replica_task(w, next, due, now))
 }
 

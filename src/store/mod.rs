@@ -260,7 +260,11 @@ pub trait Store: Send + Sync + 'static {
 /// `postgresql://…`), migrated to the latest version.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(std::path::Path::new(path))?;
+        // Off the runtime: opening may wait for other processes' locks.
+        let path = std::path::PathBuf::from(path);
+        let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))??;
         store.migrate().await?;
         return Ok(Arc::new(store));
     }

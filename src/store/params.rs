@@ -43,9 +43,7 @@ impl Instance {
     /// than [`Self::MISSED_HEARTBEATS`] heartbeat intervals (at least a second).
     pub fn is_gone(&self, now: DateTime<Utc>) -> bool {
         let silence = Self::gone_after(self.heartbeat_interval);
-        let limit =
-            chrono::Duration::milliseconds(i64::try_from(silence.as_millis()).unwrap_or(i64::MAX));
-        self.stopped_at.is_some() || self.heartbeat_at + limit < now
+        self.stopped_at.is_some() || crate::model::time_after(self.heartbeat_at, silence) < now
     }
 
     /// The silence after which an instance with heartbeat interval

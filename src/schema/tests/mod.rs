@@ -5,6 +5,7 @@
 mod bad_jobs;
 mod bad_schedules;
 mod good;
+mod too_long;
 mod workers;
 
 use super::{SchemaError, SchemaSet, load};

@@ -241,11 +241,7 @@ pub async fn migrate(tx: &Transaction<'_>, schema: &str) -> StoreResult<u32> {
     )
     .await?;
     if !exists {
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            quote_ident(schema)
-        ))
-        .await?;
+        create_schema(tx, schema).await?;
     }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
@@ -272,6 +268,38 @@ pub async fn migrate(tx: &Transaction<'_>, schema: &str) -> StoreResult<u32> {
         }
     }
     Ok(version)
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`, which is not atomic: a schema created at
+/// the same moment by anything that does not take jobslot's lock (a
+/// deployment script, another tool) makes it fail with a unique violation
+/// on the catalog. That schema exists, which is all that is needed, so the
+/// error is undone (a savepoint) and migration goes on.
+async fn create_schema(tx: &Transaction<'_>, schema: &str) -> StoreResult<()> {
+    use tokio_postgres::error::SqlState;
+    tx.batch_execute("SAVEPOINT jobslot_create_schema").await?;
+    let created = tx
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
+        .await;
+    match created {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT jobslot_create_schema")
+                .await?
+        }
+        Err(e)
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                || e.code() == Some(&SqlState::DUPLICATE_SCHEMA) =>
+        {
+            tracing::debug!(schema, "schema created meanwhile by another process");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT jobslot_create_schema")
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 #[cfg(test)]
 mod conformance_tests;
 mod migrations;
+#[cfg(test)]
+mod open_tests;
 mod rows;
 mod schedules;
 mod stats;
@@ -28,13 +30,43 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// How long opening waits for a database other processes keep locked.
+const OPEN_BUSY_LIMIT: Duration = Duration::from_secs(60);
+
+/// One connection to `path`, set up: the busy timeout first, then WAL mode
+/// (only when the file is not in it yet) and the per-connection settings.
+///
+/// Switching a file to WAL takes an exclusive lock for which SQLite does not
+/// call the busy handler, so processes opening a new file at the same moment
+/// get `database is locked` from the pragma itself (issue 15, case 11): the
+/// caller retries the whole setup while that lasts.
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "SQLite did not switch the database to WAL mode");
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 64 MiB of page cache: the claim and finish paths stay in memory even
+    // with millions of rows (the default 2 MiB makes them read pages back).
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 fn is_busy(e: &StoreError) -> bool {
     matches!(e, StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
         if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, waiting while
+    /// other processes hold it locked (see [`open_connection`]).
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -42,14 +74,18 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // 64 MiB of page cache: the claim and finish paths stay in memory even
-        // with millions of rows (the default 2 MiB makes them read pages back).
-        conn.pragma_update(None, "cache_size", -65536)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(5);
+        let conn = loop {
+            match open_connection(path) {
+                Err(e) if is_busy(&e) && started.elapsed() < OPEN_BUSY_LIMIT => {
+                    tracing::debug!(error = %e, "database locked while opening, retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                other => break other?,
+            }
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
