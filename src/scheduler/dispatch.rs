@@ -293,7 +293,7 @@ async fn rescue_orphans(shared: &Arc<Shared>) -> StoreResult<Option<DateTime<Utc
                 tracing::warn!(task = %task.id, ?pgid, killed, "killed leftover processes of an orphaned task");
             }
         }
-        super::finish::fail_orphan(shared, task).await?;
+        super::ends::fail_orphan(shared, task).await?;
     }
     let next = store.task_next_foreign_deadline(shared.instance.id).await?;
     Ok(next.map(|d| crate::model::time_after(d, grace)))

@@ -11,10 +11,12 @@
 mod children;
 pub mod clock;
 mod dispatch;
+mod ends;
 mod finish;
 mod ownership;
 pub mod prune;
 pub mod recurrence;
+mod replica;
 mod result_file;
 mod supervise;
 pub mod uploads;
@@ -33,7 +35,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 pub use dispatch::apply_schema;
-pub use finish::end_abandoned;
+pub use ends::end_abandoned;
 
 /// Settings of one `jobslot run` instance.
 #[derive(Debug, Clone)]
@@ -503,7 +505,7 @@ async fn maintain_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        children::sweep(&shared).await;
+        ends::sweep(&shared).await;
         match shared.store.task_table_maintain().await {
             Ok(crate::store::TableMaintenance::Vacuumed) => {
                 tracing::debug!("vacuumed the tasks table")

@@ -19,7 +19,7 @@
 //! of the database and the look at `running`; ends handed to the finisher
 //! but not yet written count as run here.
 
-use super::{COUNTERS, Shared, finish};
+use super::{COUNTERS, Shared, ends};
 use crate::store::{StoreResult, TaskRescheduleParams};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -82,7 +82,7 @@ pub async fn check(shared: &Arc<Shared>) -> StoreResult<Report> {
                 .jobs
                 .get(&task.job)
                 .is_some_and(|j| j.retry.retry_on_orphan);
-            let (status, _) = finish::end_abandoned(
+            let (status, _) = ends::end_abandoned(
                 shared.store.as_ref(),
                 &shared.jobs,
                 &task,
