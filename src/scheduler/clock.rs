@@ -9,7 +9,9 @@
 //! whose clock is off by minutes, or a VM whose clock jumped when it
 //! resumed, still dates its claims and judges others' deadlines by the
 //! database's time. The error is half a round trip plus the drift of the
-//! boot-time clock over one heartbeat interval.
+//! boot-time clock over one heartbeat interval; readings within 25 ms of the
+//! running clock leave it as it runs, so intervals measured on it do not
+//! wobble with the round trip's jitter.
 //!
 //! On SQLite the database is on this host and its clock is the host's: the
 //! clock is `Utc::now()`.
@@ -21,6 +23,10 @@ use std::time::Duration;
 
 /// Offsets beyond this are reported (log, `jobslot instances`, `/metrics`).
 pub const OFFSET_WARNING: Duration = Duration::from_secs(1);
+
+/// How far a new reading may be from the running clock and leave it as it
+/// runs (the jitter of half a round trip).
+const STEADY_WITHIN: Duration = Duration::from_millis(25);
 
 /// A reading of the database's clock.
 #[derive(Debug, Clone, Copy)]
@@ -98,11 +104,26 @@ impl Clock {
         let mid = before + (after - before) / 2;
         let host = Utc::now() - chrono::Duration::from_std(after - mid).unwrap_or_default();
         let offset_ms = (host - db).num_milliseconds();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Reading {
-            db,
-            at: mid,
-            offset_ms,
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        // A steady clock: a reading within the jitter of the round trip of
+        // what the clock says keeps the clock as it runs (so intervals
+        // measured on it are the boot clock's), and only a real difference
+        // (drift, a jump of the database's clock) moves it.
+        let keep = last.as_ref().is_some_and(|r| {
+            let ours =
+                r.db + chrono::Duration::from_std(mid.saturating_sub(r.at)).unwrap_or_default();
+            (ours - db).num_milliseconds().abs() <= STEADY_WITHIN.as_millis() as i64
         });
+        match last.as_mut() {
+            Some(r) if keep => r.offset_ms = offset_ms,
+            _ => {
+                *last = Some(Reading {
+                    db,
+                    at: mid,
+                    offset_ms,
+                })
+            }
+        }
         Ok(offset_ms)
     }
 }
