@@ -87,21 +87,30 @@ async fn postgres_restart_loses_no_task_and_runs_none_twice() {
     assert!(b.stop().success());
 }
 
-/// Live (not zombie) processes whose environment names `job` as their job.
+/// Live (not zombie) process-group leaders (a task's main process, not its
+/// children) whose environment names `job` as their job.
 fn processes_of_job(job: &str) -> usize {
     let needle = format!("JOBSLOT_JOB={job}");
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
     dir.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter(|e| {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if pid.parse::<u32>().is_err() {
+                return false;
+            }
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let state = stat
+            // After the command's closing parenthesis: state, ppid, pgrp, …
+            let fields: Vec<String> = stat
                 .rsplit(')')
                 .next()
-                .and_then(|r| r.split_whitespace().next());
-            if matches!(state, Some("Z") | None) {
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2)) else {
+                return false;
+            };
+            if state == "Z" || *pgrp != pid {
                 return false;
             }
             std::fs::read(e.path().join("environ"))
