@@ -25,7 +25,14 @@ async fn a_lost_claim_answer_is_put_back_at_the_next_heartbeat(backend: Backend)
     );
     p.set_env("JOBSLOT_TEST_FAULTS", "drop-claimed=3");
     let store = p.store().await;
-    let inst = p.start("a", 4, &["--heartbeat-interval", "200ms"]);
+    let port = common::http::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let inst = p.start(
+        "a",
+        4,
+        &["--heartbeat-interval", "200ms", "--api-addr", &addr],
+    );
+    common::http::wait_listening(port, Duration::from_secs(15));
     let started = Instant::now();
     let ids: Vec<Uuid> = (0..5).map(|_| enqueue(&p, &["record"])).collect();
     for id in &ids {
@@ -45,6 +52,14 @@ async fn a_lost_claim_answer_is_put_back_at_the_next_heartbeat(backend: Backend)
         3,
         "three releases logged:\n{log}"
     );
+    let (status, metrics) = common::http::http_raw(port, "GET", "/metrics", None, None);
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("jobslot_ownership_released_total 3"),
+        "the releases are counted in /metrics:\n{metrics}"
+    );
+    assert!(metrics.contains("jobslot_ownership_stopped_total 0"));
+    assert!(metrics.contains("jobslot_instance_clock_offset_seconds{"));
     assert!(inst.stop().success());
 }
 on_both!(a_lost_claim_answer_is_put_back_at_the_next_heartbeat);
@@ -112,11 +127,10 @@ on_both!(a_task_no_longer_held_is_stopped_and_nothing_is_written);
 /// kill -9 of an instance moments after a spawn: the log location was
 /// recorded by the claim, so the instance that fails the task as orphaned
 /// uploads its log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_right_after_a_spawn_keeps_the_log() {
+async fn a_crash_right_after_a_spawn_keeps_the_log(backend: Backend) {
     let root = tempfile::tempdir().expect("tmp");
     let server = S3Server::start(root.path(), None).await;
-    let p = Project::new();
+    let p = Project::on(backend);
     server.create_bucket("logs");
     for (k, v) in [
         ("JOBSLOT_S3_BUCKET", "logs"),
@@ -179,6 +193,7 @@ async fn a_crash_right_after_a_spawn_keeps_the_log() {
     );
     assert!(b.stop().success());
 }
+on_both!(a_crash_right_after_a_spawn_keeps_the_log);
 
 /// On PostgreSQL an instance whose host clock runs 90 s ahead (libfaketime)
 /// dates claims and judges deadlines by the database's clock: it fails
