@@ -72,20 +72,6 @@ const FAST_RETRY: &[&str] = &[
     "300ms",
 ];
 
-/// Waits until a task's log is recorded as uploaded; returns the URL.
-async fn wait_uploaded(store: &dyn jobslot::store::Store, id: Uuid, limit: Duration) -> String {
-    wait_for(&format!("log of {id} uploaded"), limit, || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| t.log)
-            .filter(|l| l.starts_with("s3://"))
-    })
-    .await
-}
-
 /// The uploader records the object's address and then removes the local
 /// file, so a reader can see the address a moment before the file is gone.
 async fn wait_local_gone(local: &std::path::Path, what: &str) {

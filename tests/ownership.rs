@@ -173,16 +173,7 @@ async fn a_crash_right_after_a_spawn_keeps_the_log(backend: Backend) {
         t.reason.as_deref().unwrap_or("").starts_with("orphaned"),
         "{t:?}"
     );
-    let url = wait_for("the log uploaded", Duration::from_secs(20), || async {
-        store
-            .task_get(id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| t.log)
-            .filter(|l| l.starts_with("s3://"))
-    })
-    .await;
+    let url = wait_uploaded(store.as_ref(), id, Duration::from_secs(20)).await;
     assert_eq!(url, format!("s3://logs/logs/{id}.log"));
     let object = server
         .object("logs", &format!("logs/{id}.log"))

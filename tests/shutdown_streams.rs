@@ -7,7 +7,7 @@ mod common;
 use common::http::{Events, free_port, wait_listening};
 use common::*;
 use nix::sys::signal::Signal;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// The shutdown timeout the tests give.
@@ -93,16 +93,7 @@ async fn run_stops_within_its_shutdown_timeout_with_streams_open() {
 
 fn start_serve(p: &Project, port: u16) -> Child {
     let timeout = format!("{}ms", SHUTDOWN_TIMEOUT.as_millis());
-    let child = p
-        .cmd()
-        .args(["serve", "--api-addr", &format!("127.0.0.1:{port}")])
-        .args(["--shutdown-timeout", &timeout])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    wait_listening(port, Duration::from_secs(20));
-    child
+    common::http::serve_with(p, port, &["--shutdown-timeout", &timeout])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,11 +128,6 @@ impl Clock {
     }
 }
 
-/// `d` as a chrono duration, saturating (for adding user durations to times).
-pub fn chrono_of(d: Duration) -> chrono::Duration {
-    chrono::Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

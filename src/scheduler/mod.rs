@@ -473,7 +473,7 @@ async fn recover_uploads(shared: Arc<Shared>, uploads: uploads::Uploads) {
 async fn prune_loop(shared: Arc<Shared>, after: Duration) {
     let every = (after / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
-        let before = shared.now() - clock::chrono_of(after);
+        let before = crate::model::time_before(shared.now(), after);
         match prune::prune(
             shared.store.as_ref(),
             shared.config.storage.as_deref(),
@@ -662,7 +662,7 @@ where
 }
 
 /// The message a panic carried.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

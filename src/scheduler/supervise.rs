@@ -41,11 +41,7 @@ pub fn start(shared: Arc<Shared>, task: Task) {
     tokio::spawn(async move {
         use futures_util::FutureExt;
         if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let text = super::panic_text(&*panic);
             super::fatal("task supervisor", &format!("panicked: {text}"));
         }
     });
@@ -87,10 +83,9 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
         });
     let result_path = cfg.log_dir.join(format!("{}.result.json", task.id));
     let now = shared.now();
-    let deadline_utc = task.deadline_at.unwrap_or_else(|| {
-        now.checked_add_signed(super::clock::chrono_of(task.max_execution_time))
-            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
-    });
+    let deadline_utc = task
+        .deadline_at
+        .unwrap_or_else(|| crate::model::time_after(now, task.max_execution_time));
     let remaining = (deadline_utc - now).to_std().unwrap_or_default();
     let program = shared.jobs.get(&task.job).and_then(|j| j.program.clone());
     let args = task.args.to_string();

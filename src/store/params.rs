@@ -221,12 +221,7 @@ impl TaskClaimParams {
         t.instance = Some(self.instance_name.clone());
         t.host = Some(self.host.clone());
         t.started_at = Some(self.now);
-        let max = i64::try_from(t.max_execution_time.as_millis()).unwrap_or(i64::MAX);
-        t.deadline_at = Some(
-            self.now
-                .checked_add_signed(chrono::Duration::milliseconds(max))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        );
+        t.deadline_at = Some(crate::model::time_after(self.now, t.max_execution_time));
         t.pgid = None;
         t.log = self.log_path(t.id, t.attempt);
     }

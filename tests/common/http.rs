@@ -91,9 +91,15 @@ pub fn http_raw(
 
 /// Starts `jobslot serve` (the API only) on `port`; waits until it listens.
 pub fn serve(p: &Project, port: u16) -> Child {
+    serve_with(p, port, &[])
+}
+
+/// Starts `jobslot serve` on `port` with `extra` options; waits until it listens.
+pub fn serve_with(p: &Project, port: u16, extra: &[&str]) -> Child {
     let child = p
         .cmd()
         .args(["serve", "--api-addr", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

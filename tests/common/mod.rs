@@ -423,3 +423,17 @@ pub fn assert_each_ran_once(out: &Path, ids: &[Uuid]) {
         assert_eq!(seen.get(id.to_string().as_str()), Some(&1), "task {id}");
     }
 }
+
+/// Waits until a task's log is recorded as uploaded; returns the URL.
+pub async fn wait_uploaded(store: &dyn jobslot::store::Store, id: Uuid, limit: Duration) -> String {
+    wait_for(&format!("log of {id} uploaded"), limit, || async {
+        store
+            .task_get(id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.log)
+            .filter(|l| l.starts_with("s3://"))
+    })
+    .await
+}
