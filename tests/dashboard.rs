@@ -465,3 +465,144 @@ async fn the_jobs_page_shows_and_acts_on_a_live_instance() {
     assert!(errors.is_empty(), "the browser console: {errors:#?}");
     let _ = c.close().await;
 }
+
+/// The page with a `read` token looks at everything and acts on nothing: its
+/// buttons are disabled and say which role they need; switched to an
+/// `admin` token, the same buttons act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_token_sees_everything_and_its_buttons_say_why_they_are_off() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    const READ: &str = "viewer-t0ken";
+    const ADMIN: &str = "admin-t0ken";
+    let p = Project::new();
+    p.job("ticker", "while true; do echo tick; sleep 0.1; done");
+    p.job(
+        "consume",
+        "trap 'exit 0' TERM\nwhile true; do sleep 0.05; done",
+    );
+    p.schema(
+        "w.toml",
+        "[[workers]]\nname = \"inbox\"\njob = \"consume\"\nreplicas = 1\n",
+    );
+    let entry = |name: &str, token: &str, role: &str| {
+        format!(
+            "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+            jobslot::api::access::token_sha256_hex(token)
+        )
+    };
+    let tokens = p.path().join("tokens.toml");
+    let text = entry("viewer", READ, "read") + &entry("boss", ADMIN, "admin");
+    std::fs::write(&tokens, text).expect("tokens file");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let tokens_arg = tokens.display().to_string();
+    let _instance = p.start(
+        "role-node",
+        3,
+        &["--api-addr", &addr, "--api-tokens-file", &tokens_arg],
+    );
+    wait_listening(port, WAIT);
+    let store = p.store().await;
+    let ticker = enqueue(&p, &["ticker"]);
+    wait_running(store.as_ref(), ticker, WAIT).await;
+
+    let driver = start_driver(&chromedriver, p.path().join("chromedriver.log"));
+    let profile = tempfile::tempdir().expect("profile");
+    let c = open_browser(&driver, &chromium, profile.path()).await;
+    let base = format!("http://{addr}");
+    let use_token = |token: &'static str| {
+        let c = c.clone();
+        async move {
+            let field = wait_for("the token field", WAIT, || async {
+                let e = c.find(Locator::Css("input#token")).await.ok()?;
+                e.is_displayed().await.ok()?.then_some(e)
+            })
+            .await;
+            field.clear().await.expect("clear the token");
+            field.send_keys(token).await.expect("type the token");
+            click(&c, "#token-form [type=\"submit\"]").await;
+        }
+    };
+    c.goto(&format!("{base}/#/")).await.expect("open the page");
+    use_token(READ).await;
+    ready(&c, "overview").await;
+    wait_text(&c, "#whoami", "who the token is", |t| t == "viewer · read").await;
+
+    // It sees: the running task and the worker.
+    let row = format!("table#running tr[data-task=\"{ticker}\"]");
+    wait_text(&c, &row, "the running task", |t| t.contains("ticker")).await;
+    // Its buttons are off and say why.
+    let off = |css: &'static str, role: &'static str| {
+        let c = c.clone();
+        async move {
+            wait_for(&format!("{css} disabled"), WAIT, || async {
+                let e = c.find(Locator::Css(css)).await.ok()?;
+                let disabled = e.attr("disabled").await.ok()?.is_some();
+                let title = e.attr("title").await.ok()??;
+                (disabled
+                    && title.contains(&format!("the {role} role"))
+                    && title.contains("viewer"))
+                .then_some(title)
+            })
+            .await
+        }
+    };
+    let pause = "table#queues tr[data-queue=\"default\"] button[data-action=\"pause\"]";
+    let why = off(pause, "admin").await;
+    assert!(why.contains("has the read role"), "{why}");
+    off(
+        "table#workers tr[data-worker=\"inbox\"] button[data-action=\"stop\"]",
+        "admin",
+    )
+    .await;
+    screenshot(&c, "overview-read-token.png").await;
+    c.goto(&format!("{base}/#/tasks/{ticker}"))
+        .await
+        .expect("the task page");
+    ready(&c, "task").await;
+    off("button[data-action=\"cancel\"]", "operate").await;
+    c.goto(&format!("{base}/#/tasks"))
+        .await
+        .expect("the tasks page");
+    ready(&c, "tasks").await;
+    off("form#enqueue [type=\"submit\"]", "operate").await;
+    let note = wait_text(&c, "form#enqueue .denied-note", "why enqueue is off", |t| {
+        t.contains("operate role")
+    })
+    .await;
+    assert!(note.contains("viewer"), "{note}");
+    // A click on a disabled button does nothing: the task still runs.
+    let task = store.task_get(ticker).await.expect("get").expect("task");
+    assert_eq!(task.status, TaskStatus::Running);
+
+    // The admin token: the same buttons act.
+    c.goto(&format!("{base}/#/")).await.expect("the overview");
+    ready(&c, "overview").await;
+    click(&c, "#token-toggle").await;
+    use_token(ADMIN).await;
+    wait_text(&c, "#whoami", "the admin token", |t| t == "boss · admin").await;
+    wait_for("pause enabled", WAIT, || async {
+        let e = c.find(Locator::Css(pause)).await.ok()?;
+        e.attr("disabled").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    click(&c, pause).await;
+    let paused = "table#queues tr[data-queue=\"default\"] [data-field=\"state\"]";
+    wait_text(&c, paused, "queue default paused", |t| t == "paused").await;
+    let out = p.cli(&["queues", "--json"]);
+    let queues: Value = serde_json::from_slice(&out.stdout).expect("queues json");
+    let default = queues
+        .as_array()
+        .and_then(|q| q.iter().find(|q| q["queue"] == "default"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(default["state"], "paused", "{queues}");
+    let errors = console_errors(&c, &driver).await;
+    assert!(
+        errors.iter().all(|m| m.contains("401 (Unauthorized)")),
+        "{errors:#?}"
+    );
+    let _ = c.close().await;
+}

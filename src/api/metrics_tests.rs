@@ -1,7 +1,7 @@
 //! Router tests of `/metrics` and `/api/stats`: content type, figures, and the
 //! token rule.
 
-use crate::api::{ApiState, Shutdown, router};
+use crate::api::{Access, ApiState, Shutdown, access, origin, router};
 use crate::client::Client;
 use axum::Router;
 use axum::body::Body;
@@ -28,7 +28,11 @@ async fn app(dir: &std::path::Path, token: Option<&str>) -> Router {
     let client = Client::open(dir, Some(&db)).await.expect("client");
     router(Arc::new(ApiState {
         client,
-        token: token.map(str::to_string),
+        access: Access {
+            tokens: token.map_or_else(access::Tokens::none, access::Tokens::single_admin),
+            hosts: origin::AllowedHosts::new(Some(([127, 0, 0, 1], 7474).into()), &[]),
+            tls: false,
+        },
         log_dir: dir.join(".jobslot").join("logs"),
         storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
         shutdown: Shutdown::never(),

@@ -1,17 +1,21 @@
-//! The HTTP API (first slice): tasks, queues and instances as JSON, behind an
-//! optional bearer token. Built on [`Client`], so it creates and reads tasks
-//! exactly as the CLI and the library do; it runs no job itself.
+//! The HTTP API: tasks, queues, instances and workers as JSON, behind bearer
+//! tokens with roles ([`access`]), refusing requests from the wrong place
+//! ([`origin`]), over HTTPS when given a certificate ([`tls`]). Built on
+//! [`Client`], so it creates and reads tasks exactly as the CLI and the
+//! library do; it runs no job itself.
 //!
 //! Every error is `{"error": {"code", "message"}}` with the status code that
-//! fits: 400 for bad input, 401 without the token, 404 for an unknown task,
-//! 409 for a conflict (a unique key in use, a parent that ended), 500 for a
-//! database failure.
+//! fits: 400 for bad input, 401 without a valid token, 403 for a token whose
+//! role is too small or a request from another origin, 404 for an unknown
+//! task, 409 for a conflict (a unique key in use, a parent that ended), 415
+//! for a POST that is not `application/json`, 421 for a `Host` this API does
+//! not serve, 500 for a database failure.
 
 use crate::client::{Client, ClientError, Enqueue};
 use crate::model::{TaskStatus, fmt_time};
 use crate::store::{CancelOutcome, StoreError, TaskListParams};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,26 +24,53 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub mod access;
 mod dashboard;
 mod logs;
 mod metrics;
 mod openapi;
+pub mod origin;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod ui;
 
 /// What the handlers share.
 pub struct ApiState {
     /// The client tasks are created and read through.
     pub client: Client,
-    /// The bearer token every route but health requires, if any.
-    pub token: Option<String>,
+    /// Who may call, and from where.
+    pub access: Access,
     /// The project's log directory: the only files the API reads.
     pub log_dir: std::path::PathBuf,
     /// Where finished tasks' logs are stored.
     pub storage: Arc<crate::logs::Storage>,
     /// The start of the server's shutdown: log streams end then.
     pub shutdown: Shutdown,
+}
+
+/// Who may call the API and from where.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The tokens accepted, with their roles.
+    pub tokens: access::Tokens,
+    /// The hosts a request's `Host` may name.
+    pub hosts: origin::AllowedHosts,
+    /// Whether the API is served over TLS.
+    pub tls: bool,
+}
+
+impl Access {
+    /// No token, any host: for a router used without a socket.
+    pub fn open() -> Self {
+        Access {
+            tokens: access::Tokens::none(),
+            hosts: origin::AllowedHosts::any(),
+            tls: false,
+        }
+    }
 }
 
 /// When the server began to shut down, once it has. Whatever waits in a
@@ -194,34 +225,104 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/", get(ui::asset))
         .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .route("/api/whoami", get(whoami))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-/// Requires the bearer token (when one is set) on every route but health.
-async fn auth(
+/// Every request but health passes here first: its `Host`, `Origin` and
+/// `Sec-Fetch-Site` (421, 403), its token (401), its content type if it is a
+/// POST (415), then its token's role against the route's (403). The caller
+/// is handed to the route, and every state-changing request is logged with
+/// its token's name.
+async fn guard(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = request.uri().path();
-    let open = matches!(path, "/api/health" | "/api/openapi.json") || ui::is_asset(path);
-    if let (Some(token), false) = (&state.token, open) {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required (Authorization: Bearer $JOBSLOT_API_TOKEN)",
-            )
-            .into_response();
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let headers = request.headers();
+    if path != "/api/health" {
+        match origin::check(headers, &state.access.hosts, state.access.tls) {
+            Ok(()) => {}
+            Err(origin::Refusal::Host(host)) => {
+                return ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "wrong_host",
+                    format!(
+                        "this API does not serve the host {host:?}; name it with --api-allowed-hosts (JOBSLOT_API_ALLOWED_HOSTS) to allow it"
+                    ),
+                )
+                .into_response();
+            }
+            Err(origin::Refusal::Origin(what)) => {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "cross_origin",
+                    format!("{what} is not this API's own origin; requests from other web pages are refused"),
+                )
+                .into_response();
+            }
         }
     }
-    next.run(request).await
+    let open = matches!(path.as_str(), "/api/health" | "/api/openapi.json") || ui::is_asset(&path);
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let caller = state.access.tokens.identify(given);
+    if !open && caller.is_none() {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required (Authorization: Bearer TOKEN)",
+        )
+        .into_response();
+    }
+    if method == axum::http::Method::POST && !origin::is_json(headers) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "every POST must carry Content-Type: application/json (with an empty body where the route takes none)",
+        )
+        .into_response();
+    }
+    let Some(caller) = caller else {
+        return next.run(request).await;
+    };
+    if let Some(need) = access::required_role(&method, &path, open)
+        && caller.role < need
+    {
+        tracing::warn!(token = %caller.name, %method, path, "API request refused: the token's role is {}, {need} is needed", caller.role);
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the token {:?} has the role {}; {method} {path} needs {need}",
+                caller.name, caller.role
+            ),
+        )
+        .into_response();
+    }
+    let changes = !(method == axum::http::Method::GET || method == axum::http::Method::HEAD);
+    let name = caller.name.clone();
+    request.extensions_mut().insert(caller);
+    let response = next.run(request).await;
+    if changes {
+        tracing::info!(token = %name, %method, path, status = response.status().as_u16(), "API request");
+    }
+    response
+}
+
+/// `GET /api/whoami`: the name and role of the token the request carries,
+/// so the Jobs page can say what it may do.
+async fn whoami(caller: Option<axum::Extension<access::Caller>>) -> Json<Value> {
+    let (name, role) = match caller {
+        Some(axum::Extension(c)) => (c.name, c.role),
+        None => ("anonymous".to_string(), access::Role::Read),
+    };
+    Json(json!({"name": name, "role": role.as_str()}))
 }
 
 async fn health() -> Json<Value> {
@@ -330,6 +431,7 @@ struct EnqueueBody {
 
 async fn enqueue(
     State(state): State<Arc<ApiState>>,
+    caller: Option<axum::Extension<access::Caller>>,
     body: Result<Json<EnqueueBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Json(b) = body.map_err(|e| {
@@ -346,7 +448,10 @@ async fn enqueue(
             ApiError::bad_request(e.body_text())
         }
     })?;
-    let mut e = Enqueue::new(&b.job).args(b.args.unwrap_or_else(|| json!({})));
+    let created_by = caller.map_or_else(|| "anonymous".to_string(), |c| c.0.name);
+    let mut e = Enqueue::new(&b.job)
+        .args(b.args.unwrap_or_else(|| json!({})))
+        .metadata(json!({ "createdBy": created_by }));
     match (&b.at, b.delay_ms) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give at or delay_ms, not both")),
         (Some(at), None) => {

@@ -7,13 +7,23 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    app: Router,
-    state: Arc<ApiState>,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) app: Router,
+    pub(super) state: Arc<ApiState>,
 }
 
 async fn fixture(token: Option<&str>) -> Fixture {
+    fixture_with(Access {
+        tokens: token.map_or_else(access::Tokens::none, access::Tokens::single_admin),
+        hosts: origin::AllowedHosts::new(Some(([127, 0, 0, 1], 7474).into()), &[]),
+        tls: false,
+    })
+    .await
+}
+
+/// A router on a new project's SQLite store, with `access`.
+pub(super) async fn fixture_with(access: Access) -> Fixture {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(dir.path().join("jobs")).expect("jobs");
     std::fs::create_dir_all(dir.path().join("schema")).expect("schema");
@@ -28,7 +38,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
     std::fs::create_dir_all(&log_dir).expect("log dir");
     let state = Arc::new(ApiState {
         client,
-        token: token.map(str::to_string),
+        access,
         log_dir,
         storage: Arc::new(crate::logs::Storage::new(Default::default()).await),
         shutdown: Shutdown::never(),
@@ -40,7 +50,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
     }
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: &str,
     uri: &str,
@@ -55,6 +65,9 @@ async fn call(
         Some(b) => req
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(b.to_string())),
+        None if method == "POST" => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty()),
         None => req.body(Body::empty()),
     }
     .expect("request");

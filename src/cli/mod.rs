@@ -16,6 +16,7 @@ mod serve;
 mod signals;
 mod stats;
 mod tasks;
+mod token;
 mod workers;
 
 use anyhow::{Context, Result};
@@ -149,6 +150,11 @@ pub enum Command {
     Prune(prune_cmd::PruneArgs),
     /// Create or upgrade the database tables (also done by every command).
     Migrate,
+    /// Make API tokens for the tokens file, or hash one.
+    Token {
+        #[command(subcommand)]
+        action: token::TokenAction,
+    },
     /// Validate or apply schema/ and jobs/.
     Schema {
         /// check or apply.
@@ -259,5 +265,6 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Schema { action } => schema_cmd::run(&ctx, action).await,
+        Command::Token { action } => token::run(&ctx, action),
     }
 }

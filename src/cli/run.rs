@@ -62,6 +62,9 @@ pub struct RunArgs {
     #[arg(long, env = "JOBSLOT_SCHEDULER_DISABLED", action = clap::ArgAction::SetTrue,
         value_parser = clap::builder::BoolishValueParser::new())]
     pub no_scheduler: bool,
+    /// Who may call the API, from where, and over what.
+    #[command(flatten)]
+    pub api_security: super::serve::ApiSecurityArgs,
 }
 
 /// How long the orderly stop a second signal asks for may take before the
@@ -112,6 +115,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         let serve = super::serve::ServeArgs {
             api_addr,
             shutdown_timeout,
+            security: a.api_security,
         };
         return super::serve::run(ctx, serve).await;
     }
@@ -171,19 +175,23 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             config.log_dir.display()
         ),
     }
-    let store = ctx.store().await?;
-    let listener = if a.no_api {
+    let api_config = if a.no_api {
         None
     } else {
-        api_listener(a.api_addr).await?
+        Some(super::serve::ApiConfig::load(&a.api_security)?)
+    };
+    let store = ctx.store().await?;
+    let listener = match &api_config {
+        None => None,
+        Some(api) => api_listener(a.api_addr, api).await?,
     };
     // Signals first stop claiming, then stop tasks; log streams end at the
     // first one, while the API goes on serving until the instance has stopped.
     let (trigger, shutdown) = crate::api::Shutdown::channel();
     let stop_rx = super::signals::install(trigger.clone(), FORCED_EXIT_AFTER)?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = match listener {
-        Some(listener) => {
+    let api = match listener.zip(api_config) {
+        Some((listener, api_config)) => {
             let (ctx, store, schema) = (ctx.clone(), store.clone(), schema.clone());
             let stopping = super::serve::ApiShutdown {
                 begun: shutdown,
@@ -193,7 +201,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
                 drain: config.shutdown_timeout,
             };
             Some(tokio::spawn(async move {
-                if let Err(e) = super::serve::serve(&ctx, listener, store, schema, stopping).await {
+                if let Err(e) =
+                    super::serve::serve(&ctx, listener, &api_config, store, schema, stopping).await
+                {
                     tracing::error!("the HTTP API stopped: {e:#}");
                 }
             }))
@@ -220,9 +230,12 @@ fn default_api_addr() -> Result<SocketAddr> {
 /// on the default one when it is free. Several instances on one machine all
 /// default to the same port: the first serves the API and the others run
 /// without it, saying so.
-async fn api_listener(addr: Option<SocketAddr>) -> Result<Option<tokio::net::TcpListener>> {
+async fn api_listener(
+    addr: Option<SocketAddr>,
+    api: &super::serve::ApiConfig,
+) -> Result<Option<tokio::net::TcpListener>> {
     if let Some(addr) = addr {
-        return super::serve::bind(addr).await.map(Some);
+        return super::serve::bind(addr, api).await.map(Some);
     }
     let addr = default_api_addr()?;
     match tokio::net::TcpListener::bind(addr).await {

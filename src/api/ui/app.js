@@ -278,6 +278,9 @@ async function apiRequest(path, opts = {}) {
   if (opts.body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(opts.body);
+  } else if (init.method === "POST") {
+    // The API refuses a POST that is not JSON (a cross-site form's kind).
+    init.headers["Content-Type"] = "application/json";
   }
   let res;
   try {
@@ -300,6 +303,62 @@ async function apiOptional(path, opts) {
     if (e.status === 404 || e.status === 405) return null;
     throw e;
   }
+}
+
+/* ------------------------------------------------------------ the token's role */
+
+// The token's name and role (GET /api/whoami), so that buttons its role may
+// not use are disabled and say why. Unknown until the API answers (the API
+// decides either way).
+const ROLES = ["read", "operate", "admin"];
+const who = { name: null, role: null, token: null, loading: null };
+
+function loadWho() {
+  const token = localStorage.getItem(TOKEN_KEY) || "";
+  if (who.loading && who.token === token) return who.loading;
+  who.token = token;
+  who.loading = (async () => {
+    let me = null;
+    try {
+      me = await apiOptional("/api/whoami");
+    } catch (_) { /* no token yet, or refused: nothing is known */ }
+    if (who.token !== token) return;
+    const changed = (me && me.role) !== who.role || (me && me.name) !== who.name;
+    who.name = me ? me.name : null;
+    who.role = me ? me.role : null;
+    if (!me) who.loading = null;
+    drawWho();
+    if (changed && who.role) route();
+  })();
+  return who.loading;
+}
+
+function drawWho() {
+  const el = $("#whoami");
+  if (!el) return;
+  el.textContent = who.role ? `${who.name} · ${who.role}` : "";
+  el.title = who.role ? `The token "${who.name}" has the ${who.role} role` : "";
+  el.hidden = !who.role;
+}
+
+// Why the token may not do what needs the role `need`; null if it may (or
+// while its role is unknown).
+function deniedReason(need) {
+  if (!who.role || ROLES.indexOf(who.role) >= ROLES.indexOf(need)) return null;
+  return `Needs a token with the ${need} role; this token (${who.name}) has the ${who.role} role.`;
+}
+
+// A button whose action needs the role `need`: disabled, saying why in its
+// title, when the token's role is smaller.
+function gated(btn, need) {
+  const why = deniedReason(need);
+  if (why) {
+    btn.disabled = true;
+    btn.title = why;
+    btn.setAttribute("aria-disabled", "true");
+    btn.dataset.denied = need;
+  }
+  return btn;
 }
 
 function qs(params) {
@@ -404,8 +463,11 @@ function setupToken() {
     else localStorage.removeItem(TOKEN_KEY);
     form.hidden = true;
     Object.assign(auth, { ok: false, blocked: false });
+    Object.assign(who, { name: null, role: null, token: null, loading: null });
+    drawWho();
     clearErrors();
     route();
+    loadWho();
   });
 }
 
@@ -624,10 +686,10 @@ function drawWorkers(tbody, workers) {
   const rows = workers.map((w) => {
     const stopped = w.state === "stopped";
     const last = stopped && w.stopped_reason ? w.stopped_reason : (w.last_reasons || []).slice(-1)[0] || "—";
-    const button = (action, text, primary) => h("button", {
+    const button = (action, text, primary) => gated(h("button", {
       type: "button", class: primary ? "btn-small primary" : "btn-small",
       dataset: { action, workerName: w.name }, text,
-    });
+    }), "admin");
     return h("tr", { dataset: { key: w.name, worker: w.name }, class: stopped ? "paused" : "" },
       h("td", null, h("a", { href: `#/tasks${qs({ job: w.job })}`, text: w.name })),
       h("td", { text: w.job }),
@@ -710,10 +772,10 @@ function drawQueues(tbody, queues, stats, timeline) {
       h("td", { class: "num", text: q.running ?? "—" }),
       h("td", { class: "num", text: q.waiting ?? "—" }),
       h("td", { class: "num" }, rate),
-      h("td", { class: "actions" }, h("button", {
+      h("td", { class: "actions" }, gated(h("button", {
         type: "button", class: action === "pause" ? "btn-small" : "btn-small primary",
         dataset: { action, queueName: q.queue }, text: action === "pause" ? "Pause" : "Resume",
-      })));
+      }), "admin")));
   });
   syncRows(tbody, rows.length ? rows : [emptyRow(8, "No queue has live tasks.")]);
 }
@@ -953,7 +1015,8 @@ function buildEnqueueForm(p) {
   const queue = h("input", { name: "queue", type: "text", placeholder: "job's default", autocomplete: "off" });
   const prio = h("input", { name: "priority", type: "number", step: 1, placeholder: "job's default" });
   const delay = h("input", { name: "delay", type: "number", min: 0, step: "any", placeholder: "0" });
-  const submit = h("button", { type: "submit", class: "primary", text: "Enqueue" });
+  const submit = gated(h("button", { type: "submit", class: "primary", text: "Enqueue" }), "operate");
+  const denied = deniedReason("operate");
   const jobs = new Map();
 
   const form = h("form", { id: "enqueue", class: "card enqueue", novalidate: true },
@@ -965,6 +1028,7 @@ function buildEnqueueForm(p) {
       h("label", { class: "field" }, h("span", { text: "Priority" }), prio),
       h("label", { class: "field" }, h("span", { text: "Delay (seconds)" }), delay),
       h("div", { class: "field field-submit" }, submit)),
+    denied ? h("div", { class: "muted small denied-note", text: denied }) : null,
     formErr);
 
   const showErr = (el, msg) => { el.textContent = msg || ""; el.hidden = !msg; };
@@ -1006,7 +1070,7 @@ function buildEnqueueForm(p) {
     } catch (e) {
       if (e.name !== "AbortError") showErr(formErr, e.message);
     } finally {
-      submit.disabled = false;
+      submit.disabled = !!denied;
     }
   });
   return form;
@@ -1228,11 +1292,11 @@ function drawTaskHead(head, actions, t) {
   const want = [];
   if (LIVE.has(t.status)) want.push(["cancel", t.status === "running" ? "Stop" : "Cancel", "danger"]);
   if (t.status === "failed" || t.status === "canceled") want.push(["retry", "Retry", "primary"]);
-  const sig = want.map((w) => w[0]).join();
+  const sig = `${want.map((w) => w[0]).join()}|${who.role || ""}`;
   if (actions.dataset.sig !== sig) {
     actions.dataset.sig = sig;
     actions.replaceChildren(...want.map(([action, label, cls]) =>
-      h("button", { type: "button", class: cls, dataset: { action }, text: label })));
+      gated(h("button", { type: "button", class: cls, dataset: { action }, text: label }), "operate")));
   }
 }
 
@@ -1359,6 +1423,7 @@ function boot() {
   window.addEventListener("hashchange", route);
   window.addEventListener("unhandledrejection", (ev) => reportError("unexpected", ev.reason));
   route();
+  loadWho();
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
