@@ -17,6 +17,7 @@
 
 mod child;
 mod group;
+mod identity;
 mod log;
 mod reaper;
 mod spawn;
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 use crate::model::Outcome;
 
 pub use group::{kill_leftover_group, process_start_ticks};
+pub use identity::{IdentityError, RunAs, resolve as resolve_identity};
 
 /// Descriptors the scheduler holds whatever the task count: the runtime, the
 /// database (one SQLite file with its WAL and index, or a PostgreSQL pool and
@@ -66,6 +68,23 @@ pub fn prepare_process(slots: u32) {
     reaper::start();
 }
 
+/// Makes this process non-dumpable (`PR_SET_DUMPABLE` 0), first thing in
+/// `main`, for every command: its `/proc/<pid>/environ`, `mem`, `fd/`, `maps`
+/// and the like then belong to root, so a job running as the same user cannot
+/// read the scheduler's secrets (storage keys, API token) from its
+/// environment or memory, nor attach a debugger. It also turns off core dumps
+/// of jobslot. Tasks are not affected: their `exec` makes them dumpable again.
+/// See `docs/decisions.md`, "jobslot is not dumpable".
+pub fn make_non_dumpable() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes integers only; it changes a
+    // flag of this process's memory map and nothing Rust relies on.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Everything needed to start one task's process.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
@@ -87,6 +106,14 @@ pub struct SpawnSpec {
     pub deadline: Instant,
     /// Time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// The user the child switches to before its exec (a job's `user`), with
+    /// that user's `HOME`, `USER`, `LOGNAME` and `SHELL`; `None`: it runs as
+    /// the scheduler does.
+    pub run_as: Option<Arc<RunAs>>,
+    /// Only with `run_as`: files created empty (mode 0600, replacing whatever
+    /// was at the path) and given to that user before the spawn, so the job
+    /// can write them in a directory it cannot write (its result file).
+    pub owned_files: Vec<PathBuf>,
 }
 
 /// The result of [`Runner::start`].
@@ -248,6 +275,25 @@ impl Runner {
             }
             Err(e) => return Started::Failed(format!("cannot open log file: {e}")),
         };
+        if let Some(run_as) = spec.run_as.clone()
+            && !spec.owned_files.is_empty()
+        {
+            let files = spec.owned_files.clone();
+            let given = tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .try_for_each(|f| spawn::give_file(f, run_as.uid, run_as.gid))
+            })
+            .await;
+            match given {
+                Ok(Ok(())) => {}
+                Ok(Err((path, e))) => {
+                    let why = format!("cannot prepare {} for the job: {e}", path.display());
+                    return spawn::failure(why, &e);
+                }
+                Err(e) => return Started::Failed(format!("cannot prepare the job's files: {e}")),
+            }
+        }
         let (reply, started) = oneshot::channel();
         let request = spawn::Request {
             spec,

@@ -48,6 +48,8 @@ impl Fixture {
             log_cap: 1 << 20,
             deadline: Instant::now() + Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            run_as: None,
+            owned_files: Vec::new(),
         }
     }
 
