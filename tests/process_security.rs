@@ -31,7 +31,7 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// Lets other users reach the project (temporary directories are 0700).
+/// Lets other users reach the project (whatever the umask made of it).
 fn open_to_all(p: &Project) {
     for dir in [p.path(), &p.path().join("jobs"), &p.path().join("schema")] {
         chmod(dir, 0o755);
@@ -268,6 +268,11 @@ print("scheduler pid", os.getppid(), "my uid", os.getuid(), flush=True)
 probe.probe(os.getppid(), "scheduler", names)
 env = dict(os.environ, **{{{control_env}}})
 sleeper = subprocess.Popen(["sleep", "30"], env=env)
+# The exec may not have laid out its environment yet.
+for _ in range(500):
+    if open(f"/proc/{{sleeper.pid}}/environ", "rb").read():
+        break
+    time.sleep(0.01)
 probe.probe(sleeper.pid, "control", names)
 sleeper.kill()
 sleeper.wait()
@@ -350,4 +355,157 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `schema check` reports, with file, line and key: a user that does not
+/// exist, a group that does not exist, `group` without `user`, and (run by a
+/// user that is not root) a user other than its own. As root, or as nobody
+/// itself, `user = "nobody"` passes. `jobslot run` refuses to start with the
+/// same message; `enqueue` does not check users (it may run elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_check_reports_unknown_users_and_users_that_need_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let p = Project::new();
+    p.job("a", "exit 0").job("b", "exit 0").job("c", "exit 0");
+    p.schema(
+        "a.toml",
+        "[jobs.a]\nslots = 1\nuser = \"no-such-user-xyz\"\n\n[jobs.b]\nuser = \"nobody\"\ngroup = \"no-such-group-xyz\"\n\n[jobs.c]\ngroup = \"nogroup\"\n",
+    );
+    let out = p.cli(&["schema", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // `group` without `user` is wrong anywhere: it comes first, with the load.
+    assert!(
+        stderr.contains("schema/a.toml:10: jobs.c.group: `group` needs `user`"),
+        "{stderr}"
+    );
+    p.schema(
+        "a.toml",
+        "[jobs.a]\nslots = 1\nuser = \"no-such-user-xyz\"\n\n[jobs.b]\nuser = \"nobody\"\ngroup = \"no-such-group-xyz\"\n",
+    );
+    let out = p.cli(&["schema", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr
+            .contains("schema/a.toml:3: jobs.a.user: no user \"no-such-user-xyz\" on this machine"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "schema/a.toml:7: jobs.b.group: no group \"no-such-group-xyz\" on this machine"
+        ),
+        "{stderr}"
+    );
+    let json = p
+        .cmd()
+        .args(["--json", "schema", "check"])
+        .output()
+        .expect("check");
+    let v: Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["errors"][0]["key"], "jobs.a.user", "{v}");
+    assert_eq!(v["errors"][0]["line"], 3, "{v}");
+    // `run` refuses to start, with the same lines; `enqueue` does not mind.
+    let out = p
+        .cmd()
+        .args(["run", "--no-api", "--slots", "1"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let all = text(&out);
+    assert!(
+        all.contains("jobs.a.user: no user \"no-such-user-xyz\" on this machine")
+            && all.contains("a job's user or group cannot be used on this machine"),
+        "{all}"
+    );
+    enqueue(&p, &["a"]);
+
+    // A user other than its own, checked by a jobslot that is not root.
+    p.schema("a.toml", "[jobs.b]\nuser = \"nobody\"\n");
+    open_to_all(&p);
+    chmod(&p.path().join("schema/a.toml"), 0o644);
+    let out = p.cli(&["schema", "check"]);
+    assert!(out.status.success(), "as root: {}", text(&out));
+    let out = jobslot_as(4242, 4242, &p)
+        .args(["schema", "check"])
+        .output()
+        .expect("check as uid 4242");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr.contains("schema/a.toml:2: jobs.b.user: running jobs as user \"nobody\" needs jobslot to run as root; it runs as uid 4242"),
+        "{stderr}"
+    );
+    // As nobody itself: nothing to switch, nothing to report.
+    let out = jobslot_as(NOBODY, NOBODY, &p)
+        .args(["schema", "check"])
+        .output()
+        .expect("check as nobody");
+    assert!(out.status.success(), "as nobody: {}", text(&out));
+}
+
+/// A job whose user cannot reach the project directory, or cannot execute
+/// its file, fails with a `spawn-error` that says so; and a job that runs as
+/// another user still dies with its instance (the parent-death signal is
+/// armed after the switch, which would clear it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_files_fail_clearly_and_a_switched_job_dies_with_its_instance() {
+    if !root_or_skip() {
+        return;
+    }
+    let p = Project::new();
+    let out = p.path().join("out");
+    std::fs::create_dir(&out).expect("out dir");
+    chmod(&out, 0o777);
+    p.job("private", "exit 0")
+        .job("sleeper", "echo $$ > out/pid\nexec sleep 60")
+        .schema(
+            "a.toml",
+            "[jobs.private]\nuser = \"nobody\"\n\n[jobs.sleeper]\nuser = \"nobody\"\n",
+        );
+    // The project directory is closed to nobody first.
+    chmod(p.path(), 0o700);
+    let store = p.store().await;
+    let inst = p.start("a", 2, &[]);
+    let id = enqueue(&p, &["private"]);
+    let t = wait_terminal(store.as_ref(), id, Duration::from_secs(20)).await;
+    assert_eq!(t.status, TaskStatus::Failed, "{t:?}");
+    let reason = t.reason.unwrap_or_default();
+    let wanted = format!(
+        "spawn-error: cannot enter the project directory {} as user nobody (uid 65534): Permission denied (os error 13)",
+        p.path().display()
+    );
+    assert_eq!(reason, wanted);
+    // Open, but the job's file is root's alone.
+    open_to_all(&p);
+    chmod(&p.path().join("jobs/private.sh"), 0o700);
+    let id = enqueue(&p, &["private"]);
+    let t = wait_terminal(store.as_ref(), id, Duration::from_secs(20)).await;
+    let reason = t.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("spawn-error: Permission denied (os error 13): cannot execute ")
+            && reason.contains("jobs/private.sh as user nobody (uid 65534)"),
+        "{reason}"
+    );
+
+    let id = enqueue(&p, &["sleeper"]);
+    wait_running(store.as_ref(), id, Duration::from_secs(20)).await;
+    let pid: i32 = wait_for("the sleeper's pid", Duration::from_secs(10), || {
+        let read = std::fs::read_to_string(out.join("pid")).ok();
+        async move { read.and_then(|s| s.trim().parse().ok()) }
+    })
+    .await;
+    assert!(pid_alive(pid));
+    inst.signal(nix::sys::signal::Signal::SIGKILL);
+    wait_for(
+        "the sleeper to die with its instance",
+        Duration::from_secs(5),
+        || {
+            let gone = !pid_alive(pid);
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
 }
