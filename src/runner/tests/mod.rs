@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::*;
 
+mod cost;
 mod ending;
 
 /// A runner and a scratch directory for scripts and logs.
