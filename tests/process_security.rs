@@ -421,6 +421,16 @@ async fn schema_check_reports_unknown_users_and_users_that_need_root() {
         "{all}"
     );
     enqueue(&p, &["a"]);
+    // `schema apply` may run from anywhere: it warns.
+    let out = p.cli(&["schema", "apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "warning: schema/a.toml:3: jobs.a.user: no user \"no-such-user-xyz\" on this machine"
+        ),
+        "{}",
+        text(&out)
+    );
 
     // A user other than its own, checked by a jobslot that is not root.
     p.schema("a.toml", "[jobs.b]\nuser = \"nobody\"\n");

@@ -16,6 +16,7 @@
 //! owners. The runner never touches the database.
 
 mod child;
+mod child_error;
 mod group;
 mod identity;
 mod log;
@@ -38,6 +39,7 @@ use crate::model::Outcome;
 
 pub use group::{kill_leftover_group, process_start_ticks};
 pub use identity::{IdentityError, RunAs, resolve as resolve_identity};
+pub use sys::make_non_dumpable;
 
 /// Descriptors the scheduler holds whatever the task count: the runtime, the
 /// database (one SQLite file with its WAL and index, or a PostgreSQL pool and
@@ -66,23 +68,6 @@ pub fn prepare_process(slots: u32) {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
     reaper::start();
-}
-
-/// Makes this process non-dumpable (`PR_SET_DUMPABLE` 0), first thing in
-/// `main`, for every command: its `/proc/<pid>/environ`, `mem`, `fd/`, `maps`
-/// and the like then belong to root, so a job running as the same user cannot
-/// read the scheduler's secrets (storage keys, API token) from its
-/// environment or memory, nor attach a debugger. It also turns off core dumps
-/// of jobslot. Tasks are not affected: their `exec` makes them dumpable again.
-/// See `docs/decisions.md`, "jobslot is not dumpable".
-pub fn make_non_dumpable() -> std::io::Result<()> {
-    // SAFETY: prctl with PR_SET_DUMPABLE takes integers only; it changes a
-    // flag of this process's memory map and nothing Rust relies on.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Everything needed to start one task's process.
