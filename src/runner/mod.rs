@@ -98,6 +98,7 @@ pub struct SpawnSpec {
     /// Only with `run_as`: files created empty (mode 0600, replacing whatever
     /// was at the path) and given to that user before the spawn, so the job
     /// can write them in a directory it cannot write (its result file).
+    /// Removed again when the spawn ends in a [`Started::Shortage`].
     pub owned_files: Vec<PathBuf>,
 }
 
@@ -279,6 +280,7 @@ impl Runner {
                 Err(e) => return Started::Failed(format!("cannot prepare the job's files: {e}")),
             }
         }
+        let owned = spec.owned_files.clone();
         let (reply, started) = oneshot::channel();
         let request = spawn::Request {
             spec,
@@ -295,8 +297,15 @@ impl Runner {
         if self.inner.requests[i].send(request).is_err() {
             return Started::Failed("the runner's spawner thread is gone".to_string());
         }
-        started
+        let started = started
             .await
-            .unwrap_or_else(|_| Started::Failed("the runner's spawner thread failed".to_string()))
+            .unwrap_or_else(|_| Started::Failed("the runner's spawner thread failed".to_string()));
+        if matches!(started, Started::Shortage(_)) {
+            // The task goes back to pending: leave none of its files behind.
+            for file in owned {
+                let _ = tokio::fs::remove_file(file).await;
+            }
+        }
+        started
     }
 }
