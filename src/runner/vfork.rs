@@ -152,15 +152,12 @@ fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
 /// The child's environment: ours, minus `env_remove`, plus the `HOME`,
 /// `USER`, `LOGNAME` and `SHELL` of `run_as` (if any), plus `env`.
 fn environment(spec: &SpawnSpec) -> io::Result<Vec<CString>> {
-    let mut added: Vec<(String, String)> = match &spec.run_as {
-        Some(run_as) => run_as
-            .env()
-            .into_iter()
-            .filter(|(k, _)| !spec.env.iter().any(|(a, _)| a == k))
-            .collect(),
-        None => Vec::new(),
-    };
-    added.extend(spec.env.iter().cloned());
+    let user_env = spec.run_as.as_ref().map(|r| r.env()).unwrap_or_default();
+    let added: Vec<&(String, String)> = user_env
+        .iter()
+        .filter(|(k, _)| !spec.env.iter().any(|(a, _)| a == k))
+        .chain(&spec.env)
+        .collect();
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| {
             !spec
