@@ -259,13 +259,13 @@ async fn a_job_of_the_same_user_reads_no_secret_of_the_scheduler_through_proc() 
         "spy",
         &format!(
             r#"exec /usr/bin/python3 -c '
-import os, subprocess, sys, time
-sys.path.insert(0, "jobs")
-from importlib.machinery import SourceFileLoader
-probe = SourceFileLoader("probe", "jobs/probe.py").load_module()
+import os, subprocess, time
+tools = {{}}
+exec(open("jobs/probe.py").read(), tools)
+probe = tools["probe"]
 names = [{names}]
 print("scheduler pid", os.getppid(), "my uid", os.getuid(), flush=True)
-probe.probe(os.getppid(), "scheduler", names)
+probe(os.getppid(), "scheduler", names)
 env = dict(os.environ, **{{{control_env}}})
 sleeper = subprocess.Popen(["sleep", "30"], env=env)
 # The exec may not have laid out its environment yet.
@@ -273,7 +273,7 @@ for _ in range(500):
     if open(f"/proc/{{sleeper.pid}}/environ", "rb").read():
         break
     time.sleep(0.01)
-probe.probe(sleeper.pid, "control", names)
+probe(sleeper.pid, "control", names)
 sleeper.kill()
 sleeper.wait()
 '"#,
