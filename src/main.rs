@@ -3,6 +3,11 @@
 use clap::Parser;
 
 fn main() {
+    // Before anything else: a job running as our user must not read our
+    // environment or memory through /proc (see runner::make_non_dumpable).
+    if let Err(e) = jobslot::runner::make_non_dumpable() {
+        eprintln!("warning: cannot make jobslot non-dumpable (PR_SET_DUMPABLE): {e}");
+    }
     let cli = jobslot::cli::Cli::parse();
     if cli.prints_and_exits() {
         // SAFETY: restoring the default action of a signal before any thread

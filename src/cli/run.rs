@@ -130,6 +130,16 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     for w in &schema.warnings {
         tracing::warn!("{w}");
     }
+    // Users and groups are checked here, once, rather than failing each task.
+    let identities = match crate::scheduler::resolve_identities(&schema) {
+        Ok(found) => found,
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!(
+                "a job's user or group cannot be used on this machine; fix the schema or run jobslot as root (jobslot schema check)"
+            );
+        }
+    };
     let slots = a.slots.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get() as u32)
@@ -167,6 +177,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             max: a.upload_retry_max.max(a.upload_retry_initial),
         },
         prune_after: a.prune_after.filter(|d| !d.is_zero()),
+        identities,
     };
     match &config.storage {
         Some(s) => tracing::info!(storage = ?s.config(), "task logs are uploaded to storage"),

@@ -18,20 +18,20 @@ pub enum SchemaAction {
 pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
     let schema = match crate::schema::load(&ctx.project) {
         Ok(s) => s,
-        Err(errors) => {
-            if ctx.json {
-                let list: Vec<_> = errors
-                    .0
-                    .iter()
-                    .map(|e| json!({"file": e.file, "line": e.line, "key": e.key, "message": e.message, "error": e.to_string()}))
-                    .collect();
-                output::print_json(&json!({"ok": false, "errors": list}));
-            } else {
-                eprintln!("{errors}");
-            }
-            return Ok(1);
-        }
+        Err(errors) => return Ok(report_errors(ctx, &errors)),
     };
+    // Users and groups exist only on some machines: `check` is asked on the
+    // machine that runs the tasks and fails; `apply` (from anywhere) warns.
+    if let Err(errors) = crate::scheduler::resolve_identities(&schema) {
+        match action {
+            SchemaAction::Check => return Ok(report_errors(ctx, &errors)),
+            SchemaAction::Apply => {
+                for e in &errors.0 {
+                    eprintln!("warning: {e} (jobslot run on this machine would refuse to start)");
+                }
+            }
+        }
+    }
     for w in &schema.warnings {
         eprintln!("warning: {w}");
     }
@@ -102,4 +102,19 @@ pub async fn run(ctx: &Ctx, action: SchemaAction) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Prints schema errors (one per line, or a JSON object); returns exit status 1.
+fn report_errors(ctx: &Ctx, errors: &crate::schema::SchemaErrors) -> i32 {
+    if ctx.json {
+        let list: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| json!({"file": e.file, "line": e.line, "key": e.key, "message": e.message, "error": e.to_string()}))
+            .collect();
+        output::print_json(&json!({"ok": false, "errors": list}));
+    } else {
+        eprintln!("{errors}");
+    }
+    1
 }

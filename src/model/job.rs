@@ -35,6 +35,12 @@ pub struct Job {
     /// A job enqueued when a task of this job that created children has
     /// seen them all end, with their outcomes and results in its args.
     pub on_children_done: Option<String>,
+    /// The user its tasks run as (`user`: a name, or a numeric uid); `None`:
+    /// the user jobslot runs as. Resolved on the machine that runs the task.
+    pub user: Option<String>,
+    /// The group its tasks run as (`group`, only with `user`); `None`: the
+    /// user's primary group.
+    pub group: Option<String>,
 }
 
 impl Job {
@@ -50,6 +56,8 @@ impl Job {
             priority: 0,
             retry: RetryPolicy::default(),
             on_children_done: None,
+            user: None,
+            group: None,
         }
     }
 }

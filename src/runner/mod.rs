@@ -16,7 +16,9 @@
 //! owners. The runner never touches the database.
 
 mod child;
+mod child_error;
 mod group;
+mod identity;
 mod log;
 mod reaper;
 mod spawn;
@@ -36,6 +38,8 @@ use tokio::time::Instant;
 use crate::model::Outcome;
 
 pub use group::{kill_leftover_group, process_start_ticks};
+pub use identity::{IdentityError, RunAs, resolve as resolve_identity};
+pub use sys::make_non_dumpable;
 
 /// Descriptors the scheduler holds whatever the task count: the runtime, the
 /// database (one SQLite file with its WAL and index, or a PostgreSQL pool and
@@ -87,6 +91,15 @@ pub struct SpawnSpec {
     pub deadline: Instant,
     /// Time between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// The user the child switches to before its exec (a job's `user`), with
+    /// that user's `HOME`, `USER`, `LOGNAME` and `SHELL`; `None`: it runs as
+    /// the scheduler does.
+    pub run_as: Option<Arc<RunAs>>,
+    /// Only with `run_as`: files created empty (mode 0600, replacing whatever
+    /// was at the path) and given to that user before the spawn, so the job
+    /// can write them in a directory it cannot write (its result file).
+    /// Removed again when the spawn ends in a [`Started::Shortage`].
+    pub owned_files: Vec<PathBuf>,
 }
 
 /// The result of [`Runner::start`].
@@ -248,6 +261,26 @@ impl Runner {
             }
             Err(e) => return Started::Failed(format!("cannot open log file: {e}")),
         };
+        if let Some(run_as) = spec.run_as.clone()
+            && !spec.owned_files.is_empty()
+        {
+            let files = spec.owned_files.clone();
+            let given = tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .try_for_each(|f| spawn::give_file(f, run_as.uid, run_as.gid))
+            })
+            .await;
+            match given {
+                Ok(Ok(())) => {}
+                Ok(Err((path, e))) => {
+                    let why = format!("cannot prepare {} for the job: {e}", path.display());
+                    return spawn::failure(why, &e);
+                }
+                Err(e) => return Started::Failed(format!("cannot prepare the job's files: {e}")),
+            }
+        }
+        let owned = spec.owned_files.clone();
         let (reply, started) = oneshot::channel();
         let request = spawn::Request {
             spec,
@@ -264,8 +297,15 @@ impl Runner {
         if self.inner.requests[i].send(request).is_err() {
             return Started::Failed("the runner's spawner thread is gone".to_string());
         }
-        started
+        let started = started
             .await
-            .unwrap_or_else(|_| Started::Failed("the runner's spawner thread failed".to_string()))
+            .unwrap_or_else(|_| Started::Failed("the runner's spawner thread failed".to_string()));
+        if matches!(started, Started::Shortage(_)) {
+            // The task goes back to pending: leave none of its files behind.
+            for file in owned {
+                let _ = tokio::fs::remove_file(file).await;
+            }
+        }
+        started
     }
 }

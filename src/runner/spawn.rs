@@ -66,6 +66,36 @@ pub(super) fn open_log(path: &std::path::Path) -> io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Creates `path` afresh, empty, mode 0600, owned by `uid`:`gid`: whatever was
+/// there is removed first (only jobslot's user can write the directory). The
+/// open refuses links (`O_EXCL | O_NOFOLLOW`) and the owner is set on the
+/// opened descriptor (`fchown`), so no path is followed twice.
+pub(super) fn give_file(
+    path: &std::path::Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), (std::path::PathBuf, io::Error)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: io::Error| (path.to_path_buf(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(fail)?,
+        Ok(_) => std::fs::remove_file(path).map_err(fail)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(fail)?;
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(fail)
+}
+
 /// Spawns one child and gives it to an owner; never panics on OS errors.
 fn spawn_one(
     spec: SpawnSpec,
@@ -88,7 +118,7 @@ fn spawn_one(
     drop(stdin_r);
     let pid = match spawned {
         Ok(pid) => pid,
-        Err(e) => return failure(e.to_string(), &e),
+        Err(e) => return failure(e.message, &e.error),
     };
     let stdin = Some(stdin_w);
 

@@ -152,3 +152,20 @@ pub(crate) fn raise_open_files_limit() -> io::Result<u64> {
     }
     Ok(lim.rlim_cur)
 }
+
+/// Makes this process non-dumpable (`PR_SET_DUMPABLE` 0), first thing in
+/// `main`, for every command: its `/proc/<pid>/environ`, `mem`, `fd/`, `maps`
+/// and the like then belong to root, so a job running as the same user cannot
+/// read the scheduler's secrets (storage keys, API token) from its
+/// environment or memory, nor attach a debugger. It also turns off core dumps
+/// of jobslot. Tasks are not affected: their `exec` makes them dumpable again.
+/// See `docs/decisions.md`, "jobslot is not dumpable".
+pub fn make_non_dumpable() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes integers only; it changes a
+    // flag of this process's memory map and nothing Rust relies on.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

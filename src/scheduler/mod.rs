@@ -13,6 +13,7 @@ pub mod clock;
 mod dispatch;
 mod ends;
 mod finish;
+mod identity;
 mod ownership;
 pub mod prune;
 pub mod recurrence;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 
 pub use dispatch::apply_schema;
 pub use ends::end_abandoned;
+pub use identity::{Identities, resolve_identities};
 
 /// Settings of one `jobslot run` instance.
 #[derive(Debug, Clone)]
@@ -71,6 +73,9 @@ pub struct InstanceConfig {
     pub upload_backoff: uploads::Backoff,
     /// Prune finished tasks and their logs older than this, continuously.
     pub prune_after: Option<Duration>,
+    /// The credentials of the jobs that run as another user
+    /// ([`resolve_identities`], at start).
+    pub identities: Identities,
 }
 
 /// A task this instance claimed, from the claim until its end is handed to the

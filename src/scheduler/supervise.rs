@@ -92,7 +92,16 @@ async fn supervise(shared: Arc<Shared>, task: Task) {
     let started = match program {
         None => Started::Failed(format!("no executable for job {:?} in jobs/", task.job)),
         Some(program) => {
+            // Jobs without `user` are not in the map: nothing changes for them.
+            let run_as = cfg.identities.get(&task.job).cloned();
             let spec = SpawnSpec {
+                // The job's user cannot write the log directory: its result
+                // file is made for it (empty still means no result).
+                owned_files: match run_as {
+                    Some(_) => vec![result_path.clone()],
+                    None => Vec::new(),
+                },
+                run_as,
                 program: cfg.project.join(program),
                 cwd: cfg.project.clone(),
                 env: child_env(&shared, &task, &args, deadline_utc, &result_path),

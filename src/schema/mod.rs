@@ -9,6 +9,7 @@
 //! dotted key ([`SchemaError`]).
 
 mod error;
+mod identity;
 mod jobs_dir;
 mod links;
 mod location;
@@ -19,6 +20,7 @@ mod validate;
 mod tests;
 
 pub use error::{SchemaError, SchemaErrors};
+pub use identity::{IdentityKeys, KeyPlace};
 
 use crate::model::{Job, Schedule, Worker};
 use location::SourceFile;
@@ -36,6 +38,9 @@ pub struct SchemaSet {
     pub schedules: Vec<Schedule>,
     /// Every `[[workers]]` entry, in file order (files sorted by name).
     pub workers: Vec<Worker>,
+    /// Where the `user` and `group` keys of the jobs that have them are
+    /// written, by job name, for checks made on the machine that runs tasks.
+    pub identity_keys: BTreeMap<String, IdentityKeys>,
     /// Things worth fixing that do not stop the schema from loading, such as a
     /// job file that is not executable.
     pub warnings: Vec<String>,
@@ -58,6 +63,7 @@ pub fn load(project: &Path) -> Result<SchemaSet, SchemaErrors> {
         .collect();
 
     links::apply_job_entries(&files, &mut jobs, jobs_dir_found, &mut errors);
+    let identity_keys = identity::places(&files);
     links::check_schedule_links(&files, jobs_dir_found.then_some(&jobs), &mut errors);
     let mut schedules = Vec::new();
     for file in &files {
@@ -109,6 +115,7 @@ pub fn load(project: &Path) -> Result<SchemaSet, SchemaErrors> {
             jobs,
             schedules,
             workers,
+            identity_keys,
             warnings,
         })
     } else {

@@ -25,6 +25,8 @@ pub(crate) struct RawJob {
     pub retry_on_signal: Option<Spanned<bool>>,
     pub retry_on_orphan: Option<Spanned<bool>>,
     pub on_children_done: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// `retry = { max_attempts, backoff, max_backoff, jitter }` as written.

@@ -231,6 +231,7 @@ pub(crate) fn apply_job_settings(
             );
         }
     }
+    super::identity::apply(job, raw, source, key, c.errors);
 }
 
 /// Turns one `[[schedules]]` entry into a [`Schedule`], or records why not.

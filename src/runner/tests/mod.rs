@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::*;
 
+mod cost;
 mod ending;
 
 /// A runner and a scratch directory for scripts and logs.
@@ -48,6 +49,8 @@ impl Fixture {
             log_cap: 1 << 20,
             deadline: Instant::now() + Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
+            run_as: None,
+            owned_files: Vec::new(),
         }
     }
 

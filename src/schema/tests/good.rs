@@ -76,6 +76,8 @@ fn a_schema_using_every_feature_loads_into_jobs_and_schedules() {
                 ..RetryPolicy::default()
             },
             on_children_done: None,
+            user: None,
+            group: None,
         }
     );
     assert_eq!(

@@ -6,6 +6,7 @@ mod bad_jobs;
 mod bad_schedules;
 mod good;
 mod too_long;
+mod users;
 mod workers;
 
 use super::{SchemaError, SchemaSet, load};
