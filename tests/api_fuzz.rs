@@ -66,8 +66,12 @@ async fn the_api_survives_the_fuzzer_and_keeps_to_its_document(backend: Backend)
             "20",
             "--max-time",
             &seconds,
+            // One worker: with two, CPython 3.11.7's `ast` (used by
+            // hypothesis to describe its lambdas) races between threads and
+            // fails the run with "AST constructor recursion depth mismatch"
+            // (CPython gh-106905), a failure of the tool, not of the API.
             "--workers",
-            "2",
+            "1",
         ])
         .current_dir(p.path())
         .env("NO_COLOR", "1")
