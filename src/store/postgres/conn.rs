@@ -190,7 +190,7 @@ pub fn channel_name(schema: &str) -> String {
 /// only the kind, e.g. "db error"); a certificate the TLS settings refuse is
 /// the verifier's sentence alone.
 pub fn message(e: &tokio_postgres::Error) -> String {
-    if let Some(why) = super::tls::explanation(e) {
+    if let Some(why) = super::verify::explanation(e) {
         return format!("TLS: {why}");
     }
     match e.source() {
@@ -221,6 +221,22 @@ mod tests {
             .expect("parse")
             .config;
         assert_eq!(c.get_options(), Some("-cplan_cache_mode=auto"));
+    }
+
+    #[test]
+    fn a_password_file_fills_in_a_url_without_one_and_conflicts_with_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let file = Some(file.as_os_str());
+        let bare: tokio_postgres::Config = "postgres://bob@h/db".parse().expect("parse");
+        let got = password_from_file(&bare, file).expect("file");
+        assert_eq!(got.as_deref(), Some("from-file"));
+        assert_eq!(password_from_file(&bare, None).expect("none"), None);
+        let with: tokio_postgres::Config = "postgres://bob:pw@h/db".parse().expect("parse");
+        let e = password_from_file(&with, file).expect_err("both");
+        assert!(e.contains(PASSWORD_FILE_VAR) && e.contains("URL"), "{e}");
+        assert_eq!(password_from_file(&with, None).expect("url only"), None);
     }
 
     #[test]

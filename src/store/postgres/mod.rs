@@ -35,6 +35,7 @@ mod tasks;
 mod test_support;
 mod tls;
 mod vacuum;
+mod verify;
 mod workers;
 #[cfg(test)]
 mod workers_tests;

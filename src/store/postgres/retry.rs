@@ -17,7 +17,7 @@ const CONNECTION_FAILURE: &str = "08006";
 /// TLS handshake that failed (a certificate refused) is not: it would fail
 /// the same way again.
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    if super::tls::tls_error(e).is_some() {
+    if super::verify::tls_error(e).is_some() {
         return false;
     }
     e.is_closed()

@@ -18,12 +18,12 @@
 //! involved. Verification failures are reported as sentences saying which
 //! root file did not trust the certificate, or which host it does not match.
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use super::verify::{Unverified, checking};
+use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_postgres::config::SslMode as DriverMode;
@@ -98,7 +98,7 @@ pub fn connector(params: &TlsParams) -> Result<(DriverMode, MakeRustlsConnect), 
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         SslMode::Disable | SslMode::Prefer => Arc::new(Unverified(provider.clone())),
         SslMode::Require => match explicit.or_else(|| default_file().filter(|f| f.exists())) {
-            Some(file) => checking(&Roots::File(file), false, &provider)?,
+            Some(file) => verifier(&Roots::File(file), false, &provider)?,
             None => Arc::new(Unverified(provider.clone())),
         },
         SslMode::VerifyCa | SslMode::VerifyFull => {
@@ -109,7 +109,7 @@ pub fn connector(params: &TlsParams) -> Result<(DriverMode, MakeRustlsConnect), 
                     "no sslrootcert given, and no HOME to find ~/.postgresql/root.crt in",
                 )?),
             };
-            checking(&roots, mode == SslMode::VerifyFull, &provider)?
+            verifier(&roots, mode == SslMode::VerifyFull, &provider)?
         }
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -179,184 +179,49 @@ impl Roots {
     }
 }
 
-/// A verifier checking the chain against `roots`, and the host name if `name`.
-fn checking(
+/// The checking verifier for `roots`.
+fn verifier(
     roots: &Roots,
     name: bool,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let inner =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots.load()?), provider.clone())
-            .build()
-            .map_err(|e| format!("TLS setup with {}: {e}", roots.describe()))?;
-    Ok(Arc::new(Checking {
-        inner,
-        name,
-        roots: roots.describe(),
-    }))
+    checking(roots.load()?, roots.describe(), name, provider)
 }
 
-/// The `verify-ca` / `verify-full` verifier: webpki's, with its errors
-/// explained and (for `verify-ca`) the host name left unchecked. webpki
-/// checks the chain before the name, so a name error means the chain passed.
-#[derive(Debug)]
-struct Checking {
-    inner: Arc<WebPkiServerVerifier>,
-    name: bool,
-    roots: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// An explanation carried through rustls' error to the driver's message
-/// ([`explanation`] finds it again).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Explained(String);
-
-/// The TLS error inside a driver error (a refused certificate, a failed
-/// handshake), if that is what it is: not a lost connection, and no reason
-/// to try again.
-pub fn tls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
-    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
-    io.get_ref()?.downcast_ref::<rustls::Error>()
-}
-
-/// The verifier's explanation inside a driver error, if there is one.
-pub fn explanation(e: &tokio_postgres::Error) -> Option<String> {
-    match tls_error(e)? {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
-            inner.downcast_ref::<Explained>().map(|x| x.0.clone())
-        }
-        _ => None,
-    }
-}
-
-/// `DnsName("db")` → `db`: the names a certificate presents, as people write them.
-fn plain_name(presented: &str) -> &str {
-    presented
-        .split_once("(\"")
-        .and_then(|(_, rest)| rest.strip_suffix("\")"))
-        .unwrap_or(presented)
-}
-
-impl Checking {
-    fn explain(&self, e: rustls::Error, host: &ServerName<'_>) -> rustls::Error {
-        let host = host.to_str();
-        let why = match &e {
-            rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
-                format!("the server's certificate does not match the host name {host:?}")
-            }
-            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-                presented,
-                ..
-            }) => {
-                let names: Vec<&str> = presented.iter().map(|p| plain_name(p)).collect();
-                format!(
-                    "the server's certificate does not match the host name {host:?}: it is for {}",
-                    if names.is_empty() {
-                        "no host name".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                )
-            }
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-                "the server's certificate is not trusted by {}: it was not issued by a CA in it",
-                self.roots
-            ),
-            rustls::Error::InvalidCertificate(c) => {
-                format!(
-                    "the server's certificate is not trusted by {}: {c}",
-                    self.roots
-                )
-            }
-            _ => return e,
+    fn mode_of(mode: Option<&str>, root: Option<&str>) -> Result<DriverMode, String> {
+        let params = TlsParams {
+            mode: mode.map(String::from),
+            root_cert: root.map(String::from),
         };
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Explained(
-            why,
-        )))))
-    }
-}
-
-impl ServerCertVerifier for Checking {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match (self.inner).verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Ok(v) => Ok(v),
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.name => Ok(ServerCertVerified::assertion()),
-            Err(e) => Err(self.explain(e, server_name)),
-        }
+        connector(&params).map(|(m, _)| m)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+    #[test]
+    fn modes_map_to_the_driver_as_libpq_means_them() {
+        assert_eq!(mode_of(None, None), Ok(DriverMode::Prefer));
+        assert_eq!(mode_of(Some("disable"), None), Ok(DriverMode::Disable));
+        assert_eq!(mode_of(Some("require"), None), Ok(DriverMode::Require));
+        let e = mode_of(Some("allow"), None).expect_err("allow");
+        assert!(e.contains("not supported"), "{e}");
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// The `prefer` / `require` verifier: any certificate is accepted (libpq's
-/// meaning: encryption without authentication), but the handshake's
-/// signatures are still checked, so the peer holds the certificate's key.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+    #[test]
+    fn root_files_are_named_when_missing_and_system_wants_verify_full() {
+        let e = mode_of(Some("verify-full"), Some("/nonexistent/ca.pem")).expect_err("missing");
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        // Stricter than libpq: an explicit root file must exist with `require` too.
+        let e = mode_of(Some("require"), Some("/nonexistent/ca.pem")).expect_err("missing");
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let e = mode_of(Some("verify-ca"), Some("system")).expect_err("weak");
+        assert!(e.contains("weak sslmode \"verify-ca\""), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        let e = mode_of(Some("verify-ca"), empty.to_str()).expect_err("empty");
+        assert!(e.contains("holds no certificate"), "{e}");
     }
 }
