@@ -12,6 +12,10 @@
 //! retried a few times before the error reaches the caller, and the pool
 //! replaces closed connections, so a PostgreSQL restart does not stop an
 //! instance. Other processes' commits are noticed through LISTEN/NOTIFY.
+//! Every connection (pool, listener, vacuum) is made with one `conn::Connect`:
+//! TLS through rustls as the URL's `sslmode`/`sslrootcert` say, with libpq's
+//! meanings (`tls.rs`), and the password possibly from
+//! `JOBSLOT_DATABASE_PASSWORD_FILE`.
 
 mod claim;
 #[cfg(test)]
