@@ -19,4 +19,5 @@ pub mod model;
 pub mod runner;
 pub mod scheduler;
 pub mod schema;
+pub mod secret_file;
 pub mod store;

@@ -40,6 +40,7 @@ async fn the_child_gets_its_environment_args_on_stdin_and_no_storage_secrets(bac
         .env("JOBSLOT_API_TOKEN", "api-t0ken-value")
         .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
         .env("JOBSLOT_S3_SECRET_ACCESS_KEY", "other-secret")
+        .env("JOBSLOT_API_TOKENS_FILE", "/etc/jobslot/tokens-file-path")
         .env("SOME_SETTING", "kept")
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -74,6 +75,7 @@ async fn the_child_gets_its_environment_args_on_stdin_and_no_storage_secrets(bac
         "AKIAEXAMPLE",
         "other-secret",
         "AWS_SECRET_ACCESS_KEY",
+        "tokens-file-path",
     ] {
         assert!(!log.contains(secret), "the task saw {secret}");
     }

@@ -326,6 +326,41 @@ async fn the_task_environment_holds_no_storage_credential() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_key_can_come_from_a_file_tasks_do_not_see() {
+    let root = tempfile::tempdir().expect("tmp");
+    let server = S3Server::start(root.path(), None).await;
+    let p = project_with_storage(&server);
+    let file = p.path().join("s3-secret");
+    std::fs::write(&file, format!("{SECRET_KEY}\n")).expect("secret file");
+    let file = file.display().to_string();
+    p.set_env("JOBSLOT_S3_SECRET_ACCESS_KEY", "");
+    p.set_env("JOBSLOT_S3_SECRET_ACCESS_KEY_FILE", &file);
+    p.job("env", "env");
+    let inst = p.start("a", 1, FAST_RETRY);
+    let store = p.store().await;
+    let id = enqueue(&p, &["env"]);
+    // Uploaded: signed with the key from the file (its newline dropped).
+    wait_uploaded(store.as_ref(), id, Duration::from_secs(10)).await;
+    let env = String::from_utf8(server.object(BUCKET, &key(id)).expect("object")).expect("utf8");
+    assert!(env.contains(&format!("JOBSLOT_TASK_ID={id}")), "{env}");
+    assert!(!env.contains("JOBSLOT_S3_SECRET_ACCESS_KEY_FILE="), "{env}");
+    assert!(!env.contains(SECRET_KEY), "{env}");
+    assert!(inst.stop().success());
+    // A file that cannot be read is an error naming the variable and the path.
+    p.set_env(
+        "JOBSLOT_S3_SECRET_ACCESS_KEY_FILE",
+        "/nonexistent/s3-secret",
+    );
+    let out = p.cli(&["tasks"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("JOBSLOT_S3_SECRET_ACCESS_KEY_FILE") && err.contains("/nonexistent/s3-secret"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_removes_rows_local_logs_and_objects() {
     let root = tempfile::tempdir().expect("tmp");
     let server = S3Server::start(root.path(), None).await;

@@ -100,14 +100,9 @@ pub enum TokensError {
         /// What is wrong, with the entry.
         why: String,
     },
-    /// `JOBSLOT_API_TOKEN_FILE` names a file that cannot be used.
-    #[error("JOBSLOT_API_TOKEN_FILE={path}: {why}")]
-    TokenFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        why: String,
-    },
+    /// `JOBSLOT_API_TOKEN_FILE` cannot be used.
+    #[error(transparent)]
+    TokenFile(#[from] crate::secret_file::SecretFileError),
 }
 
 /// The tokens file as written.
@@ -248,27 +243,18 @@ impl Tokens {
     }
 }
 
-/// Reads the API token from `JOBSLOT_API_TOKEN_FILE` (trailing newlines
-/// dropped), or `JOBSLOT_API_TOKEN`; `None` when neither is set.
+/// The API token from `JOBSLOT_API_TOKEN`, or from the file
+/// `JOBSLOT_API_TOKEN_FILE` names (one trailing newline dropped); `None` when
+/// neither is set, an error when both are.
 pub fn env_token() -> Result<Option<String>, TokensError> {
-    if let Some(path) = std::env::var_os("JOBSLOT_API_TOKEN_FILE").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        let text = std::fs::read_to_string(&path).map_err(|e| TokensError::TokenFile {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        let token = text.trim_end_matches(['\n', '\r']);
-        if token.trim().is_empty() {
-            return Err(TokensError::TokenFile {
-                path,
-                why: "the file is empty".to_string(),
-            });
-        }
-        return Ok(Some(token.to_string()));
-    }
-    Ok(std::env::var("JOBSLOT_API_TOKEN")
+    let direct = std::env::var("JOBSLOT_API_TOKEN")
         .ok()
-        .filter(|t| !t.trim().is_empty()))
+        .filter(|t| !t.trim().is_empty());
+    Ok(crate::secret_file::resolve_env(
+        "JOBSLOT_API_TOKEN",
+        direct,
+        "JOBSLOT_API_TOKEN_FILE",
+    )?)
 }
 
 /// The role a request needs: `None` for the open routes (health, the

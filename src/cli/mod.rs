@@ -49,7 +49,8 @@ pub struct Cli {
 }
 
 /// Where task logs are stored (S3 or any S3-compatible server). Credentials
-/// come from `JOBSLOT_S3_ACCESS_KEY_ID`/`JOBSLOT_S3_SECRET_ACCESS_KEY` or the
+/// come from `JOBSLOT_S3_ACCESS_KEY_ID`/`JOBSLOT_S3_SECRET_ACCESS_KEY` (or the
+/// secret key from the file `JOBSLOT_S3_SECRET_ACCESS_KEY_FILE` names) or the
 /// standard AWS chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles); they are
 /// never flags, so they never show in a process list.
 #[derive(Debug, clap::Args)]
@@ -83,20 +84,27 @@ pub struct StorageArgs {
 }
 
 impl StorageArgs {
-    /// The storage settings, credentials read from the environment.
-    pub fn config(&self) -> crate::logs::StorageConfig {
+    /// The storage settings, credentials read from the environment (the
+    /// secret key possibly from a file: an unreadable or empty one, or a key
+    /// given both ways, is an error).
+    pub fn config(&self) -> Result<crate::logs::StorageConfig> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        crate::logs::StorageConfig {
+        let secret_access_key = crate::secret_file::resolve_env(
+            "JOBSLOT_S3_SECRET_ACCESS_KEY",
+            env("JOBSLOT_S3_SECRET_ACCESS_KEY"),
+            "JOBSLOT_S3_SECRET_ACCESS_KEY_FILE",
+        )?;
+        Ok(crate::logs::StorageConfig {
             bucket: self.s3_bucket.clone().filter(|b| !b.is_empty()),
             prefix: self.s3_prefix.clone(),
             endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
             region: self.s3_region.clone().filter(|r| !r.is_empty()),
             path_style: self.s3_path_style,
             access_key_id: env("JOBSLOT_S3_ACCESS_KEY_ID"),
-            secret_access_key: env("JOBSLOT_S3_SECRET_ACCESS_KEY"),
+            secret_access_key,
             multipart_threshold: self.s3_multipart_threshold,
             part_size: self.s3_multipart_threshold.max(5 << 20),
-        }
+        })
     }
 }
 
@@ -189,15 +197,22 @@ impl Ctx {
             project,
             database,
             json: cli.json,
-            storage: cli.storage.config(),
+            storage: cli.storage.config()?,
         })
     }
 
     /// Opens the store.
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
-        crate::store::open(&self.database)
-            .await
-            .with_context(|| format!("cannot open the database {}", self.database))
+        match crate::store::open(&self.database).await {
+            Ok(store) => Ok(store),
+            // Already one sentence naming the URL.
+            Err(e @ crate::store::StoreError::Url { .. }) => Err(e.into()),
+            Err(e) => {
+                // The URL may hold a password: never print it.
+                let url = crate::store::postgres::redact_url(&self.database);
+                Err(anyhow::Error::new(e).context(format!("cannot open the database {url}")))
+            }
+        }
     }
 
     /// The storage client: for uploads only with a bucket; for reading and

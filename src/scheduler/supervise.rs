@@ -20,7 +20,10 @@ pub const SECRET_ENV: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "JOBSLOT_S3_ACCESS_KEY_ID",
     "JOBSLOT_S3_SECRET_ACCESS_KEY",
+    "JOBSLOT_S3_SECRET_ACCESS_KEY_FILE",
     "JOBSLOT_API_TOKEN",
+    "JOBSLOT_API_TOKEN_FILE",
+    "JOBSLOT_API_TOKENS_FILE",
 ];
 
 /// Takes a claimed task's slots and records it as run by this instance,

@@ -39,20 +39,44 @@ pub fn redact_url(url: &str) -> String {
     redacted
 }
 
+/// What every connection of a store is made with: the driver's settings and
+/// the TLS connector ([`super::tls`]).
+#[derive(Clone)]
+pub struct Connect {
+    /// The driver's settings, `sslmode` mapped to the driver's modes.
+    pub config: tokio_postgres::Config,
+    /// The TLS connector honouring `sslmode` and `sslrootcert`.
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+/// The variable naming a file that holds the database password.
+pub const PASSWORD_FILE_VAR: &str = "JOBSLOT_DATABASE_PASSWORD_FILE";
+
 /// Parses a `postgres://` URL (or key=value string), adding jobslot's defaults
 /// where the URL is silent: an application name, a connect timeout, and
-/// generic plans for prepared statements.
+/// generic plans for prepared statements. TLS settings (`sslmode`,
+/// `sslrootcert`) are taken out first and honoured as libpq does; the
+/// password may come from the file `JOBSLOT_DATABASE_PASSWORD_FILE` names
+/// (a URL that has a password too is an error).
 ///
 /// Generic plans: every statement jobslot prepares is planned once per
 /// connection instead of at each execution. With the default `auto`, PostgreSQL
 /// kept planning the hot statements (the claim, the batched ends) each time,
 /// which measured as about a third of its CPU per task; the plans are the same
 /// index walks either way (`plan_tests.rs` checks the claim's in both modes).
-pub fn parse_config(url: &str) -> StoreResult<tokio_postgres::Config> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+pub fn parse_config(url: &str) -> StoreResult<Connect> {
+    let bad = |why: String| StoreError::Url {
         url: redact_url(url),
-        why: message(&e),
-    })?;
+        why,
+    };
+    let (rest, tls_params) = super::params::take_tls_params(url).map_err(bad)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| bad(message(&e)))?;
+    let (mode, tls) = super::tls::connector(&tls_params).map_err(bad)?;
+    config.ssl_mode(mode);
+    let password_file = std::env::var_os(PASSWORD_FILE_VAR);
+    if let Some(password) = password_from_file(&config, password_file.as_deref()).map_err(bad)? {
+        config.password(password);
+    }
     if config.get_application_name().is_none() {
         config.application_name("jobslot");
     }
@@ -64,7 +88,19 @@ pub fn parse_config(url: &str) -> StoreResult<tokio_postgres::Config> {
         let options = format!("{options} -c plan_cache_mode=force_generic_plan");
         config.options(options.trim_start());
     }
-    Ok(config)
+    Ok(Connect { config, tls })
+}
+
+/// The password in `file` (the value of `JOBSLOT_DATABASE_PASSWORD_FILE`),
+/// unless unset; an error when the URL has a password too.
+fn password_from_file(
+    config: &tokio_postgres::Config,
+    file: Option<&std::ffi::OsStr>,
+) -> Result<Option<String>, String> {
+    let in_url = config.get_password().map(|_| String::new());
+    crate::secret_file::resolve("the URL's password", in_url, PASSWORD_FILE_VAR, file)
+        .map(|p| p.filter(|_| config.get_password().is_none()))
+        .map_err(|e| e.to_string())
 }
 
 /// The entries of a `search_path` setting, unquoted; unquoted names are
@@ -151,8 +187,12 @@ pub fn channel_name(schema: &str) -> String {
 }
 
 /// A driver error's message with its cause (the driver's own `Display` names
-/// only the kind, e.g. "db error").
+/// only the kind, e.g. "db error"); a certificate the TLS settings refuse is
+/// the verifier's sentence alone.
 pub fn message(e: &tokio_postgres::Error) -> String {
+    if let Some(why) = super::verify::explanation(e) {
+        return format!("TLS: {why}");
+    }
     match e.source() {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
@@ -165,18 +205,38 @@ mod tests {
 
     #[test]
     fn generic_plans_are_asked_for_unless_the_url_chooses() {
-        let c = parse_config("postgres://h/db?options=-csearch_path%3Djobs").expect("parse");
+        let c = parse_config("postgres://h/db?options=-csearch_path%3Djobs")
+            .expect("parse")
+            .config;
         assert_eq!(
             c.get_options(),
             Some("-csearch_path=jobs -c plan_cache_mode=force_generic_plan")
         );
-        let c = parse_config("postgres://h/db").expect("parse");
+        let c = parse_config("postgres://h/db").expect("parse").config;
         assert_eq!(
             c.get_options(),
             Some("-c plan_cache_mode=force_generic_plan")
         );
-        let c = parse_config("postgres://h/db?options=-cplan_cache_mode%3Dauto").expect("parse");
+        let c = parse_config("postgres://h/db?options=-cplan_cache_mode%3Dauto")
+            .expect("parse")
+            .config;
         assert_eq!(c.get_options(), Some("-cplan_cache_mode=auto"));
+    }
+
+    #[test]
+    fn a_password_file_fills_in_a_url_without_one_and_conflicts_with_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let file = Some(file.as_os_str());
+        let bare: tokio_postgres::Config = "postgres://bob@h/db".parse().expect("parse");
+        let got = password_from_file(&bare, file).expect("file");
+        assert_eq!(got.as_deref(), Some("from-file"));
+        assert_eq!(password_from_file(&bare, None).expect("none"), None);
+        let with: tokio_postgres::Config = "postgres://bob:pw@h/db".parse().expect("parse");
+        let e = password_from_file(&with, file).expect_err("both");
+        assert!(e.contains(PASSWORD_FILE_VAR) && e.contains("URL"), "{e}");
+        assert_eq!(password_from_file(&with, None).expect("url only"), None);
     }
 
     #[test]

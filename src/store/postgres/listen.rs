@@ -9,14 +9,14 @@
 //! that stops answering is noticed by a periodic ping. Nothing here panics:
 //! failures are logged and the scheduler's poll remains the fallback.
 
-use super::conn::{message, quote_ident};
+use super::conn::{Connect, message, quote_ident};
 use super::rows::execute;
 use crate::store::{StoreError, StoreResult};
 use deadpool_postgres::Transaction;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -35,7 +35,7 @@ pub async fn notify(c: &Transaction<'_>, channel: &str) -> StoreResult<()> {
 
 /// Starts listening on `channel` in a background task of the current runtime.
 pub fn spawn_listener(
-    config: tokio_postgres::Config,
+    config: Connect,
     channel: String,
     notify: Arc<Notify>,
 ) -> StoreResult<tokio::task::AbortHandle> {
@@ -46,7 +46,7 @@ pub fn spawn_listener(
         .abort_handle())
 }
 
-async fn listen_forever(config: tokio_postgres::Config, channel: String, notify: Arc<Notify>) {
+async fn listen_forever(config: Connect, channel: String, notify: Arc<Notify>) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let mut listening = false;
@@ -72,12 +72,15 @@ async fn listen_forever(config: tokio_postgres::Config, channel: String, notify:
 
 /// One connection's life: LISTEN, then relay notifications until it ends.
 async fn session(
-    config: &tokio_postgres::Config,
+    config: &Connect,
     channel: &str,
     notify: &Arc<Notify>,
     listening: &mut bool,
 ) -> Result<(), String> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| message(&e))?;
+    let (client, mut connection) = (config.config)
+        .connect(config.tls.clone())
+        .await
+        .map_err(|e| message(&e))?;
     let relayed = notify.clone();
     // Drives the connection; ends when it fails or when `client` is dropped.
     let mut driver = tokio::spawn(async move {

@@ -12,6 +12,10 @@
 //! retried a few times before the error reaches the caller, and the pool
 //! replaces closed connections, so a PostgreSQL restart does not stop an
 //! instance. Other processes' commits are noticed through LISTEN/NOTIFY.
+//! Every connection (pool, listener, vacuum) is made with one `conn::Connect`:
+//! TLS through rustls as the URL's `sslmode`/`sslrootcert` say, with libpq's
+//! meanings (`tls.rs`), and the password possibly from
+//! `JOBSLOT_DATABASE_PASSWORD_FILE`.
 
 mod claim;
 #[cfg(test)]
@@ -19,6 +23,7 @@ mod conformance_tests;
 mod conn;
 mod listen;
 mod migrations;
+mod params;
 #[cfg(test)]
 mod plan_tests;
 mod queries;
@@ -32,7 +37,9 @@ mod stress_tests;
 mod tasks;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod vacuum;
+mod verify;
 mod workers;
 #[cfg(test)]
 mod workers_tests;
@@ -48,7 +55,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::IsolationLevel;
 
 /// Connections per store (per instance).
 const POOL_SIZE: usize = 8;
@@ -59,7 +66,7 @@ type Body<'t, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 't>>;
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    config: tokio_postgres::Config,
+    connect: conn::Connect,
     schema: String,
     channel: Arc<str>,
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
@@ -69,10 +76,10 @@ impl PostgresStore {
     /// Connects to the database a `postgres://` URL names, creates the schema
     /// its search path names if needed, and migrates it.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let config = conn::parse_config(url)?;
+        let connect = conn::parse_config(url)?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            connect.config.clone(),
+            connect.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -97,7 +104,7 @@ impl PostgresStore {
         })?;
         let store = Self {
             pool,
-            config,
+            connect,
             channel: conn::channel_name(&schema).into(),
             schema,
             listeners: Mutex::new(Vec::new()),

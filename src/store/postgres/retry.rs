@@ -13,8 +13,13 @@ use tokio_postgres::error::SqlState;
 /// SQLSTATE given to a lost connection that carried no code (as JDBC does).
 const CONNECTION_FAILURE: &str = "08006";
 
-/// Whether a driver error means the connection is gone (or never came).
+/// Whether a driver error means the connection is gone (or never came). A
+/// TLS handshake that failed (a certificate refused) is not: it would fail
+/// the same way again.
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    if super::verify::tls_error(e).is_some() {
+        return false;
+    }
     e.is_closed()
         || e.source()
             .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())

@@ -528,7 +528,7 @@ impl Store for PostgresStore {
     }
 
     fn watch_changes(&self, notify: Arc<Notify>) -> StoreResult<()> {
-        let handle = spawn_listener(self.config.clone(), self.channel.to_string(), notify)?;
+        let handle = spawn_listener(self.connect.clone(), self.channel.to_string(), notify)?;
         self.listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -12,7 +12,6 @@ use super::conn::lock_key;
 use super::retry::Retry;
 use super::{PostgresStore, rows};
 use crate::store::{StoreError, StoreResult, TableMaintenance};
-use tokio_postgres::NoTls;
 
 /// Dead row versions always tolerated.
 const MIN_DEAD: i64 = 1000;
@@ -58,7 +57,10 @@ impl PostgresStore {
     pub(super) async fn vacuum_tasks(&self) -> StoreResult<TableMaintenance> {
         let mut retry = Retry::new();
         let (client, driver) = loop {
-            match self.config.connect(NoTls).await {
+            match (self.connect.config)
+                .connect(self.connect.tls.clone())
+                .await
+            {
                 Ok(pair) => break pair,
                 Err(e) => retry.again(e.into(), true).await?,
             }
