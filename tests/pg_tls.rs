@@ -116,10 +116,7 @@ fn start_cluster(bin: PathBuf) -> Cluster {
             .arg(&data),
         "initdb",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = common::http::free_port();
     let d = dir.path().display();
     let conf = format!(
         "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\n\

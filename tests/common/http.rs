@@ -9,12 +9,34 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free local port.
+/// A free local port, below the kernel's ephemeral range (32768 and up).
+///
+/// A port the kernel hands out for `bind(:0)` is an ephemeral one, and so
+/// may be taken meanwhile as the source port of any outgoing connection (to
+/// PostgreSQL, say) before the process meant to listen on it does: seen as
+/// "Address already in use" in `startup_race`. Ports are tried in turn from
+/// an offset of this process's own, and one that binds is returned; no port
+/// is returned twice by one process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = (std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0))
+        % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (LOW + n % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port from {LOW} to {}", LOW + SPAN)
 }
 
 /// Waits until something listens on `port`.
