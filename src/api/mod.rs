@@ -15,7 +15,7 @@ use crate::client::{Client, ClientError, Enqueue};
 use crate::model::{TaskStatus, fmt_time};
 use crate::store::{CancelOutcome, StoreError, TaskListParams};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub mod access;
 mod dashboard;
+mod guard;
 mod logs;
 mod metrics;
 mod openapi;
@@ -225,104 +226,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/", get(ui::asset))
         .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .route("/api/whoami", get(whoami))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .route("/api/whoami", get(guard::whoami))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
-}
-
-/// Every request but health passes here first: its `Host`, `Origin` and
-/// `Sec-Fetch-Site` (421, 403), its token (401), its content type if it is a
-/// POST (415), then its token's role against the route's (403). The caller
-/// is handed to the route, and every state-changing request is logged with
-/// its token's name.
-async fn guard(
-    State(state): State<Arc<ApiState>>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = request.uri().path().to_string();
-    let method = request.method().clone();
-    let headers = request.headers();
-    if path != "/api/health" {
-        match origin::check(headers, &state.access.hosts, state.access.tls) {
-            Ok(()) => {}
-            Err(origin::Refusal::Host(host)) => {
-                return ApiError::new(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "wrong_host",
-                    format!(
-                        "this API does not serve the host {host:?}; name it with --api-allowed-hosts (JOBSLOT_API_ALLOWED_HOSTS) to allow it"
-                    ),
-                )
-                .into_response();
-            }
-            Err(origin::Refusal::Origin(what)) => {
-                return ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "cross_origin",
-                    format!("{what} is not this API's own origin; requests from other web pages are refused"),
-                )
-                .into_response();
-            }
-        }
-    }
-    let open = matches!(path.as_str(), "/api/health" | "/api/openapi.json") || ui::is_asset(&path);
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let caller = state.access.tokens.identify(given);
-    if !open && caller.is_none() {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid bearer token is required (Authorization: Bearer TOKEN)",
-        )
-        .into_response();
-    }
-    if method == axum::http::Method::POST && !origin::is_json(headers) {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "every POST must carry Content-Type: application/json (with an empty body where the route takes none)",
-        )
-        .into_response();
-    }
-    let Some(caller) = caller else {
-        return next.run(request).await;
-    };
-    if let Some(need) = access::required_role(&method, &path, open)
-        && caller.role < need
-    {
-        tracing::warn!(token = %caller.name, %method, path, "API request refused: the token's role is {}, {need} is needed", caller.role);
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "the token {:?} has the role {}; {method} {path} needs {need}",
-                caller.name, caller.role
-            ),
-        )
-        .into_response();
-    }
-    let changes = !(method == axum::http::Method::GET || method == axum::http::Method::HEAD);
-    let name = caller.name.clone();
-    request.extensions_mut().insert(caller);
-    let response = next.run(request).await;
-    if changes {
-        tracing::info!(token = %name, %method, path, status = response.status().as_u16(), "API request");
-    }
-    response
-}
-
-/// `GET /api/whoami`: the name and role of the token the request carries,
-/// so the Jobs page can say what it may do.
-async fn whoami(caller: Option<axum::Extension<access::Caller>>) -> Json<Value> {
-    let (name, role) = match caller {
-        Some(axum::Extension(c)) => (c.name, c.role),
-        None => ("anonymous".to_string(), access::Role::Read),
-    };
-    Json(json!({"name": name, "role": role.as_str()}))
 }
 
 async fn health() -> Json<Value> {

@@ -3,7 +3,7 @@
 
 use super::*;
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Request, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
