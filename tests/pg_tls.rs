@@ -350,6 +350,20 @@ fn postgres_over_tls_with_libpq_modes_and_a_password_file() {
         err.contains("password authentication failed for user \"jobber\""),
         "{err}"
     );
+    // A wrong password in the URL: refused, and the message never prints it
+    // (it once named the database by its full URL).
+    let in_url = cluster.url(
+        "jobber:url-pass-xyz",
+        "localhost",
+        "tls_pw",
+        "&sslmode=require",
+    );
+    let (ok, err) = tasks(&p, &in_url, &[]);
+    assert!(!ok, "a wrong password in the URL was accepted");
+    assert!(
+        err.contains("password authentication failed") && !err.contains("url-pass-xyz"),
+        "{err}"
+    );
     // A password in the URL as well as the file: refused, both named.
     let both = cluster.url(
         "jobber:right-password",
