@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use super::output::print_json;
-use crate::api::access::{Role, token_sha256_hex};
+use crate::api::access::{Role, hex, token_sha256_hex};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::Read;
@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, action: TokenAction) -> Result<i32> {
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut f| f.read_exact(&mut bytes))
                 .context("cannot read random bytes from /dev/urandom")?;
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = hex(&bytes);
             let sha256 = token_sha256_hex(&token);
             if ctx.json {
                 print_json(&serde_json::json!({
